@@ -1,0 +1,1 @@
+"""FHIR R4 definitions, validation and search-parameter evaluation."""

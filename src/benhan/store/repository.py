@@ -1,0 +1,320 @@
+"""The repository: create, read, vread, update, patch, delete, history, with every version kept.
+
+Every write validates the resource (fhir.validation), checks that local references point at
+resources that exist, stores the new version and its search-index rows in the caller's
+transaction, so a failure anywhere leaves the previous state. Semantics follow
+http://hl7.org/fhir/R4/http.html.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from benhan.fhir.definitions import Resource, patient_compartment
+from benhan.fhir.outcome import FhirError, Issue, gone, not_found, precondition, unprocessable
+from benhan.fhir.primitives import instant, micros, now, split_ref
+from benhan.fhir.searchparams import extract
+from benhan.fhir.validation import validate
+from benhan.store.schema import INDEX_TABLES, resource, resource_version
+
+CHUNK = 500  # rows per IN (...) lookup
+
+
+@dataclass(slots=True)
+class Saved:
+    """One stored version, as the HTTP layer needs it."""
+
+    rtype: str
+    id: str
+    version_id: int
+    last_updated: str  # instant, +07:00
+    content: bytes  # the JSON exactly as stored
+    created: bool = False
+    deleted: bool = False
+
+    @property
+    def resource(self) -> Resource:
+        data: Resource = orjson.loads(self.content)
+        return data
+
+
+@dataclass(slots=True)
+class Write:
+    """A prepared write, so that many can be flushed with one executemany per table."""
+
+    resource: Resource
+    method: str  # POST, PUT, PATCH
+    version_id: int
+    created: bool
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    patient_key: str | None = None
+
+
+class Repo:
+    """All reads and writes of one unit of work, on behalf of one facility."""
+
+    def __init__(self, conn: sa.Connection, facility: str) -> None:
+        self.conn = conn
+        self.facility = facility
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def read(self, rtype: str, rid: str) -> Saved:
+        """http://hl7.org/fhir/R4/http.html#read: 404 if never existed, 410 if deleted."""
+        row = self.conn.execute(
+            sa.select(resource.c.version_id, resource.c.last_updated, resource.c.deleted,
+                      sa.cast(resource.c.content, sa.Text))
+            .where(resource.c.rtype == rtype, resource.c.id == rid)
+        ).first()
+        if row is None:
+            raise not_found(rtype, rid)
+        if row.deleted:
+            raise gone(rtype, rid)
+        return _saved(rtype, rid, row.version_id, row.last_updated, row[3])
+
+    def vread(self, rtype: str, rid: str, vid: str) -> Saved:
+        """http://hl7.org/fhir/R4/http.html#vread: a deleted version reads as 410."""
+        if not vid.isdigit():
+            raise not_found(f"{rtype}/{rid}/_history", vid)
+        row = self.conn.execute(
+            sa.select(resource_version.c.last_updated, resource_version.c.deleted,
+                      sa.cast(resource_version.c.content, sa.Text))
+            .where(resource_version.c.rtype == rtype, resource_version.c.id == rid,
+                   resource_version.c.version_id == int(vid))
+        ).first()
+        if row is None:
+            raise not_found(f"{rtype}/{rid}/_history", vid)
+        if row.deleted:
+            raise gone(rtype, f"{rid}/_history/{vid}")
+        return _saved(rtype, rid, int(vid), row.last_updated, row[2])
+
+    def current_version(self, rtype: str, rid: str) -> tuple[int, bool] | None:
+        row = self.conn.execute(
+            sa.select(resource.c.version_id, resource.c.deleted)
+            .where(resource.c.rtype == rtype, resource.c.id == rid)
+        ).first()
+        return (row.version_id, row.deleted) if row else None
+
+    def existing(self, refs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (type, id) pairs exist and are not deleted."""
+        by_type: dict[str, list[str]] = {}
+        for rtype, rid in set(refs):
+            by_type.setdefault(rtype, []).append(rid)
+        found: set[tuple[str, str]] = set()
+        for rtype, ids in by_type.items():
+            for i in range(0, len(ids), CHUNK):
+                q = sa.select(resource.c.id).where(
+                    resource.c.rtype == rtype, resource.c.id.in_(ids[i : i + CHUNK]),
+                    resource.c.deleted.is_(False))
+                found.update((rtype, r) for r in self.conn.scalars(q))
+        return found
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def create(self, res: Resource, *, known: set[tuple[str, str]] | None = None) -> Saved:
+        """http://hl7.org/fhir/R4/http.html#create: the server assigns the id."""
+        res = dict(res)
+        res["id"] = new_id()
+        return self.flush([self.prepare(res, "POST", known=known)])[0]
+
+    def update(self, rtype: str, rid: str, res: Resource, *, if_match: str | None = None,
+               known: set[tuple[str, str]] | None = None) -> Saved:
+        """http://hl7.org/fhir/R4/http.html#update: update, or create with the client's id."""
+        _check_body_id(res, rtype, rid)
+        return self.flush([self.prepare_update(rtype, rid, res, if_match, "PUT", known)])[0]
+
+    def prepare_update(self, rtype: str, rid: str, res: Resource, if_match: str | None,
+                       method: str, known: set[tuple[str, str]] | None) -> Write:
+        current = self.current_version(rtype, rid)
+        if if_match is not None:
+            expected = parse_etag(if_match)
+            if current is None or current[1] or current[0] != expected:
+                have = "none" if current is None or current[1] else f'W/"{current[0]}"'
+                raise precondition(
+                    f"Phiên bản đã thay đổi (hiện tại {have}, gửi {if_match}) / "
+                    f"version conflict: current is {have}, If-Match was {if_match}")
+        res = dict(res)
+        res["id"] = rid
+        return self.prepare(res, method, version=(current[0] + 1) if current else 1,
+                            created=current is None or current[1], known=known)
+
+    def delete(self, rtype: str, rid: str) -> int | None:
+        """http://hl7.org/fhir/R4/http.html#delete: idempotent; returns the deletion version."""
+        current = self.current_version(rtype, rid)
+        if current is None or current[1]:
+            return None
+        version = current[0] + 1
+        at = now()
+        us = micros(at)
+        self.conn.execute(
+            resource.update().where(resource.c.rtype == rtype, resource.c.id == rid)
+            .values(version_id=version, last_updated=us, deleted=True, content=None))
+        self.conn.execute(resource_version.insert().values(
+            rtype=rtype, id=rid, version_id=version, last_updated=us, method="DELETE",
+            deleted=True, content=None, facility=self.facility, patient_key=None))
+        self._drop_index_rows([(rtype, rid)])
+        return version
+
+    def prepare(self, res: Resource, method: str, *, version: int = 1, created: bool = True,
+                known: set[tuple[str, str]] | None = None) -> Write:
+        """Validate and index one resource; nothing is written until flush()."""
+        validate(res)
+        self.check_references(res, known or set())
+        at = now()
+        meta = dict(res.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = instant(at)
+        res["meta"] = meta
+        rows = extract(res)
+        return Write(res, method, version, created, rows, _patient_key(res, rows))
+
+    def flush(self, writes: list[Write]) -> list[Saved]:
+        """Store prepared writes: one executemany per table, in the caller's transaction."""
+        saved = [self._version_row(w) for w in writes]
+        new = [s for s, w in zip(saved, writes, strict=True) if w.created]
+        old = [s for s, w in zip(saved, writes, strict=True) if not w.created]
+        self._upsert_current(writes, new, old)
+        self._drop_index_rows([(s.rtype, s.id) for s, w in zip(saved, writes, strict=True)
+                               if w.version_id > 1])
+        self._insert_index_rows(writes)
+        return saved
+
+    def _version_row(self, w: Write) -> Saved:
+        rtype, rid = w.resource["resourceType"], w.resource["id"]
+        content = orjson.dumps(w.resource)
+        return Saved(rtype, rid, w.version_id, w.resource["meta"]["lastUpdated"], content,
+                     created=w.created)
+
+    def _upsert_current(self, writes: list[Write], new: list[Saved], old: list[Saved]) -> None:
+        by_id = {(w.resource["resourceType"], w.resource["id"]): w for w in writes}
+        all_rows = [self._row(s, by_id[(s.rtype, s.id)]) for s in [*new, *old]]
+        content = sa.bindparam("content", type_=sa.Text)
+        if self._is_pg:
+            content = sa.cast(content, resource.c.content.type)
+        self.conn.execute(
+            resource_version.insert().values(content=content),
+            [{**r, "method": by_id[(r["rtype"], r["id"])].method} for r in all_rows])
+        fresh = [r for r in all_rows if by_id[(r["rtype"], r["id"])].version_id == 1]
+        if fresh:
+            self.conn.execute(resource.insert().values(content=content),
+                              [{k: v for k, v in r.items()} for r in fresh])
+        stale = [r for r in all_rows if by_id[(r["rtype"], r["id"])].version_id > 1]
+        if stale:
+            self.conn.execute(
+                resource.update()
+                .where(resource.c.rtype == sa.bindparam("b_rtype"),
+                       resource.c.id == sa.bindparam("b_id"))
+                .values(version_id=sa.bindparam("version_id"), content=content,
+                        last_updated=sa.bindparam("last_updated"), deleted=False,
+                        patient_key=sa.bindparam("patient_key")),
+                [{**r, "b_rtype": r["rtype"], "b_id": r["id"]} for r in stale])
+
+    def _row(self, s: Saved, w: Write) -> dict[str, Any]:
+        return {
+            "rtype": s.rtype, "id": s.id, "version_id": s.version_id,
+            "last_updated": micros_of(s.last_updated), "deleted": False,
+            "content": s.content.decode(), "facility": self.facility,
+            "patient_key": w.patient_key,
+        }
+
+    def _drop_index_rows(self, keys: list[tuple[str, str]]) -> None:
+        if not keys:
+            return
+        params = [{"k_rtype": t, "k_id": i} for t, i in keys]
+        for table in INDEX_TABLES.values():
+            self.conn.execute(
+                table.delete().where(table.c.rtype == sa.bindparam("k_rtype"),
+                                     table.c.id == sa.bindparam("k_id")), params)
+
+    def _insert_index_rows(self, writes: list[Write]) -> None:
+        for kind, table in INDEX_TABLES.items():
+            batch = [
+                {**row, "rtype": w.resource["resourceType"], "id": w.resource["id"],
+                 "facility": self.facility, "patient_key": w.patient_key}
+                for w in writes for row in w.rows.get(kind, ())
+            ]
+            if batch:
+                self.conn.execute(table.insert(), batch)
+
+    @property
+    def _is_pg(self) -> bool:
+        return self.conn.dialect.name == "postgresql"
+
+    # ---- references --------------------------------------------------------------------
+
+    def check_references(self, res: Resource, known: set[tuple[str, str]]) -> None:
+        """Local references must point at stored (or same-transaction) resources: else 422."""
+        wanted = {}
+        for path, ref in references(res, res["resourceType"]):
+            parts = split_ref(ref) if not ref.startswith(("http:", "https:", "urn:", "#")) else None
+            if parts and parts not in known:
+                wanted.setdefault(parts, path)
+        if not wanted:
+            return
+        missing = set(wanted) - self.existing(wanted)
+        if missing:
+            raise unprocessable([
+                Issue("not-found", f"Tham chiếu không tồn tại / reference target not found: "
+                      f"{t}/{i}", wanted[(t, i)]) for t, i in sorted(missing)])
+
+
+def references(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(path, reference string) for every Reference.reference in a resource."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "reference" and isinstance(v, str):
+                yield f"{path}.reference", v
+            elif isinstance(v, dict | list) and k != "contained":
+                yield from references(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from references(v, f"{path}[{i}]")
+
+
+def _patient_key(res: Resource, rows: dict[str, list[dict[str, Any]]]) -> str | None:
+    """The Patient compartment a resource belongs to (its sharding key; DESIGN.md)."""
+    rtype = res["resourceType"]
+    if rtype == "Patient":
+        return str(res["id"])
+    params = patient_compartment().get(rtype, ())
+    for row in rows.get("reference", ()):
+        if row["param"] in params and row["target_type"] == "Patient" and row["target_id"]:
+            return str(row["target_id"])
+    return None
+
+
+def _check_body_id(res: Resource, rtype: str, rid: str) -> None:
+    if isinstance(res, dict) and res.get("id") not in (None, rid):
+        raise FhirError(400, Issue("invalid", f"id trong nội dung ({res.get('id')}) khác id trên "
+                                   f"URL ({rid}) / body id does not match the URL id", "id"))
+
+
+def _saved(rtype: str, rid: str, version: int, us: int, content: str | bytes) -> Saved:
+    from benhan.fhir.primitives import from_micros
+
+    raw = content.encode() if isinstance(content, str) else content
+    return Saved(rtype, rid, version, instant(from_micros(us)), raw)
+
+
+def micros_of(value: str) -> int:
+    from datetime import datetime
+
+    return micros(datetime.fromisoformat(value))
+
+
+def parse_etag(value: str) -> int:
+    """W/"3" or "3" → 3; anything else is a 412, since it cannot match."""
+    v = value.strip().removeprefix("W/").strip('"')
+    if not v.isdigit():
+        raise precondition(f"If-Match không hợp lệ / malformed If-Match {value!r}")
+    return int(v)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())

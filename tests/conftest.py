@@ -1,0 +1,72 @@
+"""Shared fixtures: a store on SQLite and on a throw-away PostgreSQL database, the frozen clock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from benhan.store.database import Store, open_store
+
+PG_ADMIN_URL = os.environ.get("BENHAN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# A moment when Vietnam and UTC are on different dates (STYLE.md §2.3).
+FROZEN = datetime(2025, 3, 1, 6, 30, tzinfo=timezone(timedelta(hours=7)))
+
+
+def _pg_unavailable() -> str | None:
+    try:
+        engine = sa.create_engine(PG_ADMIN_URL)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # any failure to connect means: skip, and say why
+        return f"PostgreSQL not reachable at {PG_ADMIN_URL.split('@')[-1]}: {type(exc).__name__}"
+    return None
+
+
+PG_SKIP = _pg_unavailable()
+
+
+def pg_database() -> Iterator[str]:
+    """A fresh database with a random name, dropped afterwards; never touches another."""
+    if PG_SKIP:
+        pytest.skip(PG_SKIP)
+    name = f"benhan_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'benhan.sqlite3'}"
+    else:
+        yield from pg_database()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    s = open_store(database_url)
+    s.create_schema()
+    yield s
+    s.dispose()
+
+
+def data_path(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared test data missing: {path}")
+    return path
