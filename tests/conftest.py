@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
+from benhan.api import create_app
+from benhan.config import Secret, Settings
 from benhan.store.database import Store, open_store
 
 PG_ADMIN_URL = os.environ.get("BENHAN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -70,3 +73,23 @@ def data_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared test data missing: {path}")
     return path
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": Secret(database_url),
+        "facility": "27001",
+        "base_url": "http://testserver/fhir",
+        "max_body_bytes": 5 * 1024 * 1024,
+        "export_dir": tmp_path / "export",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(store: Store, database_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    """The whole application in-process, on the parametrized store."""
+    app = create_app(settings=make_settings(database_url, tmp_path), store=store)
+    with TestClient(app) as c:
+        yield c

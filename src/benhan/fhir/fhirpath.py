@@ -58,8 +58,8 @@ def _type_codes() -> frozenset[str]:
     elements = element_types()
     codes = set(elements) | set(resource_types())
     for members in elements.values():
-        for types, _ in members.values():
-            codes.update(types)
+        for spec in members.values():  # [type codes, is_list, …]: only the codes matter here
+            codes.update(spec[0])
     return frozenset(codes)
 
 
@@ -227,8 +227,23 @@ def _constant(item: Item) -> Fn:
     return lambda items, root: [item]
 
 
+class _Total:
+    """A step with a result even for an empty input (exists(), empty()): chains must reach it."""
+
+    __slots__ = ("run",)
+
+    def __init__(self, run: Fn) -> None:
+        self.run = run
+
+    def __call__(self, items: list[Item], root: Item) -> list[Item]:
+        return self.run(items, root)
+
+
 def _chain(steps: list[Fn]) -> Fn:
     """Run steps left to right, stopping as soon as the collection is empty."""
+    for k, step in enumerate(steps):
+        if k and isinstance(step, _Total):
+            return _through(_chain(steps[:k]), step.run, steps[k + 1 :])
     if len(steps) == 1:
         return steps[0]
     first, rest = steps[0], tuple(steps[1:])
@@ -240,6 +255,17 @@ def _chain(steps: list[Fn]) -> Fn:
                 return items
             items = step(items, root)
         return items
+
+    return run
+
+
+def _through(head: Fn, total: Fn, rest: list[Fn]) -> Fn:
+    """head, then `total` even when head yields nothing, then the rest."""
+    tail = _chain(rest) if rest else None
+
+    def run(items: list[Item], root: Item) -> list[Item]:
+        out = total(head(items, root), root)
+        return tail(out, root) if tail is not None and out else out
 
     return run
 
@@ -287,6 +313,10 @@ def _exists(items: list[Item], root: Item) -> list[Item]:
     return [_TRUE if items else _FALSE]
 
 
+def _exists_where(where: Fn) -> _Total:
+    return _Total(lambda items, root: _exists(where(items, root), root))
+
+
 def _empty(items: list[Item], root: Item) -> list[Item]:
     return [_FALSE if items else _TRUE]
 
@@ -310,8 +340,8 @@ def _root(items: list[Item], root: Item) -> list[Item]:
 
 _NO_ARG_FUNCTIONS: dict[str, Fn] = {
     "resolve": _resolve,
-    "exists": _exists,
-    "empty": _empty,
+    "exists": _Total(_exists),
+    "empty": _Total(_empty),
     "not": _not,
     "first": _first,
 }
@@ -399,7 +429,9 @@ def _union(branches: list[_Expr]) -> _Expr:
 
     def run(items: list[Item], root: Item) -> list[Item]:
         fns = plans.get(items[0][1], untyped) if len(items) == 1 else every
-        results = [r for r in (fn(items, root) for fn in fns) if r]
+        if len(fns) == 1:  # the usual case: only the branch for this resource type applies
+            return fns[0](items, root)
+        results = [r for fn in fns if (r := fn(items, root))]
         if len(results) < 2:
             return results[0] if results else []
         return _distinct(results)
@@ -605,7 +637,7 @@ class _Parser:
             else:
                 fn = _where(criteria.fn)
             if name == "exists":
-                fn = _chain([fn, _exists])
+                fn = _exists_where(fn)
         else:
             raise _UnsupportedError(name)
         self.expect("op", ")")

@@ -58,7 +58,7 @@ def validate(resource: Any) -> Resource:
 def _bound_children(type_name: str) -> tuple[tuple[str, tuple[str, ...], bool], ...]:
     """(element, its types, whether bound here) for each child that is or may contain a binding."""
     out = []
-    for name, (types, _many) in element_types().get(type_name, {}).items():
+    for name, (types, *_rest) in element_types().get(type_name, {}).items():
         bound = f"{type_name}.{name}" in required_bindings()
         if bound or any(_reaches_binding(t) for t in types):
             out.append((name, tuple(types), bound))
@@ -70,7 +70,7 @@ def _reaches_binding(type_name: str, _seen: frozenset[str] = frozenset()) -> boo
     if type_name in _seen or type_name not in element_types():
         return False
     seen = _seen | {type_name}
-    for name, (types, _many) in element_types()[type_name].items():
+    for name, (types, *_rest) in element_types()[type_name].items():
         if f"{type_name}.{name}" in required_bindings():
             return True
         if any(_reaches_binding(t, seen) for t in types if t not in ("Extension", "Resource")):

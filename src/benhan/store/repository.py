@@ -163,9 +163,15 @@ class Repo:
 
     def prepare(self, res: Resource, method: str, *, version: int = 1, created: bool = True,
                 known: set[tuple[str, str]] | None = None) -> Write:
-        """Validate and index one resource; nothing is written until flush()."""
+        """Validate and index one resource; nothing is written until flush().
+
+        known=None checks references now; a set (possibly empty) of (type, id) pairs that the same
+        transaction writes means the caller checks all references at once (check_references).
+        """
         validate(res)
-        self.check_references(res, known or set())
+        if known is None:
+            self.check_references([(res, res["resourceType"])], set())
+        res = {"resourceType": res["resourceType"], "id": res["id"], **res}
         at = now()
         meta = dict(res.get("meta") or {})
         meta["versionId"] = str(version)
@@ -173,6 +179,9 @@ class Repo:
         res["meta"] = meta
         rows = extract(res)
         return Write(res, method, version, created, rows, _patient_key(res, rows))
+
+    def flush_one(self, w: Write) -> Saved:
+        return self.flush([w])[0]
 
     def flush(self, writes: list[Write]) -> list[Saved]:
         """Store prepared writes: one executemany per table, in the caller's transaction."""
@@ -248,13 +257,26 @@ class Repo:
 
     # ---- references --------------------------------------------------------------------
 
-    def check_references(self, res: Resource, known: set[tuple[str, str]]) -> None:
-        """Local references must point at stored (or same-transaction) resources: else 422."""
-        wanted = {}
-        for path, ref in references(res, res["resourceType"]):
-            parts = split_ref(ref) if not ref.startswith(("http:", "https:", "urn:", "#")) else None
-            if parts and parts not in known:
-                wanted.setdefault(parts, path)
+    def lock(self, key: str) -> None:
+        """Serialise conditional writes on the same criteria (SQLite's BEGIN IMMEDIATE already
+        serialises all writers)."""
+        if self._is_pg:
+            self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
+
+    def check_references(self, items: list[tuple[Resource, str]],
+                         known: set[tuple[str, str]]) -> None:
+        """Local references must point at stored (or same-transaction) resources: else 422.
+
+        items are (resource, path prefix for messages); one lookup per type for all of them.
+        """
+        wanted: dict[tuple[str, str], str] = {}
+        for res, prefix in items:
+            for path, ref in references(res, prefix):
+                if ref.startswith(("http:", "https:", "urn:", "#")):
+                    continue
+                parts = split_ref(ref)
+                if parts and parts not in known:
+                    wanted.setdefault(parts, path)
         if not wanted:
             return
         missing = set(wanted) - self.existing(wanted)
@@ -290,7 +312,8 @@ def _patient_key(res: Resource, rows: dict[str, list[dict[str, Any]]]) -> str | 
 
 
 def _check_body_id(res: Resource, rtype: str, rid: str) -> None:
-    if isinstance(res, dict) and res.get("id") not in (None, rid):
+    """http://hl7.org/fhir/R4/http.html#update: the body's id must equal the URL's."""
+    if isinstance(res, dict) and res.get("id") != rid:
         raise FhirError(400, Issue("invalid", f"id trong nội dung ({res.get('id')}) khác id trên "
                                    f"URL ({rid}) / body id does not match the URL id", "id"))
 

@@ -91,6 +91,8 @@ ix_reference = _index_table(
     sa.Column("url", sa.String(512)),  # absolute or canonical references
     keys=("target_id", "target_type"),
 )
+# $everything reads what a patient's records reference (practitioners, organizations…) by this.
+sa.Index("ix_reference_patient", ix_reference.c.patient_key)
 ix_quantity = _index_table(
     "ix_quantity",
     sa.Column("value", sa.Float, nullable=False),

@@ -1,0 +1,48 @@
+"""The two exception handlers (STYLE.md §2.1): FhirError, and a last resort that reveals nothing."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from benhan.api.responses import fhir_json
+from benhan.fhir.outcome import FhirError, Issue, operation_outcome
+
+log = logging.getLogger("benhan.api")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(FhirError, _fhir_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _request_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _fhir_error(request: Request, exc: FhirError) -> Response:
+    return fhir_json(exc.outcome(), exc.status)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    code = {404: "not-found", 405: "not-supported", 413: "too-costly"}.get(exc.status_code,
+                                                                         "processing")
+    issue = Issue(code, f"{exc.status_code}: {exc.detail}")
+    return fhir_json(operation_outcome([issue]), exc.status_code)
+
+
+async def _request_error(request: Request, exc: RequestValidationError) -> Response:
+    issues = [Issue("invalid", str(e.get("msg")), ".".join(str(p) for p in e.get("loc", ())))
+              for e in exc.errors()]
+    return fhir_json(operation_outcome(issues), 400)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    rid = uuid.uuid4().hex[:12]
+    # Only the request id, method and route: never the body or query (they may hold patient data).
+    log.exception("unhandled error %s on %s %s", rid, request.method, request.url.path)
+    issue = Issue("exception", f"Lỗi máy chủ, mã {rid} / internal error, reference {rid}")
+    return fhir_json(operation_outcome([issue]), 500)

@@ -1,0 +1,288 @@
+"""`benhan import`: transaction/batch Bundles and Bulk Data NDJSON into the repository.
+
+Resources keep their ids (NDJSON ids; `urn:uuid:` fullUrls of POSTed Bundle entries become the
+ids), so importing the same data again creates no duplicates, and unchanged NDJSON resources are
+skipped without a new version. Conditional references (`Organization?identifier=sys|val`) are
+resolved against what is already stored; files are loaded referenced-types-first for that. A bad
+line is reported as `file:line: problem` and the rest still loads. References to resources that
+are not in the repository are kept and counted (a Bulk export may omit types).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from benhan.fhir.definitions import Resource, resource_types
+from benhan.fhir.outcome import FhirError
+from benhan.fhir.primitives import split_ref
+from benhan.rest.bundle import process
+from benhan.rest.operations import OPERATIONS
+from benhan.rest.router import Context, match
+from benhan.store.database import Store
+from benhan.store.repository import Repo, Write, references
+from benhan.store.schema import resource
+
+CHUNK = 500
+FIRST = ("Organization", "Location", "Practitioner", "PractitionerRole", "Medication", "Group",
+         "Patient", "RelatedPerson", "Encounter")
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ImportReport:
+    stored: Counter[str] = field(default_factory=Counter)
+    unchanged: int = 0
+    errors: list[str] = field(default_factory=list)
+    unresolved: Counter[str] = field(default_factory=Counter)  # target type → references
+
+    @property
+    def total(self) -> int:
+        return sum(self.stored.values())
+
+
+def files_of(paths: list[Path]) -> list[Path]:
+    """Every .json/.ndjson file under the paths, NDJSON in referenced-types-first order."""
+    found: list[Path] = []
+    for p in paths:
+        found += sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
+    wanted = [f for f in found if f.suffix in (".json", ".ndjson")]
+    return sorted(wanted, key=_load_order)
+
+
+def _load_order(f: Path) -> tuple[int, str]:
+    rtype = f.name.split(".", 1)[0]
+    rank = FIRST.index(rtype) if rtype in FIRST else len(FIRST)
+    return (0 if f.suffix == ".ndjson" else 1, f"{rank:03d}{f.name}")
+
+
+def import_files(store: Store, facility: str, base: str, files: list[Path],
+                 advance: Progress | None = None) -> ImportReport:
+    report = ImportReport()
+    seen: set[tuple[str, str]] = set()
+    for f in files:
+        if f.suffix == ".ndjson":
+            _ndjson(store, facility, base, f, report, seen, advance)
+        else:
+            _bundle_file(store, facility, base, f, report, seen, advance)
+    _count_unresolved(store, seen, report)
+    return report
+
+
+def _ctx(conn: sa.Connection, facility: str, base: str) -> Context:
+    return Context(Repo(conn, facility), base, dict(OPERATIONS))
+
+
+# ---- NDJSON -----------------------------------------------------------------------------------
+
+
+def _ndjson(store: Store, facility: str, base: str, f: Path, report: ImportReport,
+            seen: set[tuple[str, str]], advance: Progress | None) -> None:
+    batch: list[tuple[int, Resource]] = []
+    with f.open("rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if advance:
+                advance(len(line))
+            if not line.strip():
+                continue
+            res = _parse_line(f, lineno, line, report)
+            if res is not None:
+                batch.append((lineno, res))
+            if len(batch) >= CHUNK:
+                _load_batch(store, facility, base, f, batch, report, seen)
+                batch = []
+    if batch:
+        _load_batch(store, facility, base, f, batch, report, seen)
+
+
+def _parse_line(f: Path, lineno: int, line: bytes, report: ImportReport) -> Resource | None:
+    try:
+        res = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        report.errors.append(f"{f}:{lineno}: JSON không hợp lệ / malformed JSON: {exc}")
+        return None
+    if not isinstance(res, dict) or res.get("resourceType") not in resource_types():
+        report.errors.append(f"{f}:{lineno}: resourceType: không phải tài nguyên FHIR R4 / not "
+                             "an R4 resource")
+        return None
+    if not isinstance(res.get("id"), str):
+        report.errors.append(f"{f}:{lineno}: {res['resourceType']}.id: thiếu id / NDJSON "
+                             "resources need an id")
+        return None
+    return res
+
+
+def _load_batch(store: Store, facility: str, base: str, f: Path,
+                batch: list[tuple[int, Resource]], report: ImportReport,
+                seen: set[tuple[str, str]]) -> None:
+    with store.begin() as conn:
+        ctx = _ctx(conn, facility, base)
+        current = _current(conn, [(r["resourceType"], r["id"]) for _n, r in batch])
+        writes: list[Write] = []
+        for lineno, res in batch:
+            w = _prepare(ctx, f, lineno, res, current, report)
+            if w is not None:
+                writes.append(w)
+                _note_refs(w.resource, seen)
+        for s in ctx.repo.flush(writes):
+            report.stored[s.rtype] += 1
+
+
+def _prepare(ctx: Context, f: Path, lineno: int, res: Resource,
+             current: dict[tuple[str, str], tuple[int, bool, Resource | None]],
+             report: ImportReport) -> Write | None:
+    key = (res["resourceType"], res["id"])
+    try:
+        res = _resolve_conditional(ctx, res)
+        have = current.get(key)
+        if have and not have[1] and _same(have[2], res):
+            report.unchanged += 1
+            return None
+        version = have[0] + 1 if have else 1
+        w = ctx.repo.prepare(dict(res), "PUT", version=version, created=have is None or have[1],
+                             known=set())
+        current[key] = (version, False, res)  # the same id twice in a file: last one wins
+        return w
+    except FhirError as err:
+        for issue in err.issues:
+            report.errors.append(f"{f}:{lineno}: {issue.path or key[0]}: {issue.text}")
+        return None
+
+
+def _resolve_conditional(ctx: Context, res: Resource) -> Resource:
+    conditional = [ref for _p, ref in references(res, "") if "?" in ref
+                   and not ref.startswith(("http:", "https:"))]
+    if not conditional:
+        return res
+    resolved = {}
+    for ref in set(conditional):
+        rtype = ref.split("?", 1)[0]
+        if rtype not in resource_types():
+            raise FhirError(400, *_issue(f"tham chiếu điều kiện không hợp lệ / bad conditional "
+                                         f"reference {ref!r}"))
+        found = match(ctx, rtype, ref)
+        if not found:
+            raise FhirError(404, *_issue(f"tham chiếu điều kiện không khớp / conditional "
+                                         f"reference matched nothing: {ref}"))
+        resolved[ref] = f"{rtype}/{found[0]}"
+    out: Resource = _replace_refs(res, resolved)
+    return out
+
+
+def _replace_refs(node: Any, resolved: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {k: (resolved.get(v, v) if k == "reference" and isinstance(v, str)
+                    else _replace_refs(v, resolved)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replace_refs(v, resolved) for v in node]
+    return node
+
+
+def _issue(text: str) -> list[Any]:
+    from benhan.fhir.outcome import Issue
+
+    return [Issue("not-found", text)]
+
+
+def _current(conn: sa.Connection, keys: list[tuple[str, str]]
+             ) -> dict[tuple[str, str], tuple[int, bool, Resource | None]]:
+    out: dict[tuple[str, str], tuple[int, bool, Resource | None]] = {}
+    by_type: dict[str, list[str]] = {}
+    for t, i in keys:
+        by_type.setdefault(t, []).append(i)
+    for rtype, ids in by_type.items():
+        rows = conn.execute(sa.select(resource.c.id, resource.c.version_id, resource.c.deleted,
+                                      sa.cast(resource.c.content, sa.Text))
+                            .where(resource.c.rtype == rtype, resource.c.id.in_(ids)))
+        for rid, version, deleted, content in rows:
+            out[(rtype, rid)] = (version, deleted, orjson.loads(content) if content else None)
+    return out
+
+
+def _same(stored: Resource | None, new: Resource) -> bool:
+    if stored is None:
+        return False
+    strip = ("meta",)
+    a = {k: v for k, v in stored.items() if k not in strip}
+    b = {k: v for k, v in new.items() if k not in strip}
+    return a == b and _meta_tags(stored) == _meta_tags(new)
+
+
+def _meta_tags(res: Resource) -> Any:
+    meta = res.get("meta") or {}
+    return {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+
+
+def _note_refs(res: Resource, seen: set[tuple[str, str]]) -> None:
+    for _p, ref in references(res, ""):
+        if "?" not in ref and not ref.startswith(("http:", "https:", "urn:", "#")) and (
+            parts := split_ref(ref)
+        ):
+            seen.add(parts)
+
+
+def _count_unresolved(store: Store, seen: set[tuple[str, str]], report: ImportReport) -> None:
+    with store.read() as conn:
+        found = Repo(conn, "").existing(seen)
+    for rtype, _rid in seen - found:
+        report.unresolved[rtype] += 1
+
+
+# ---- Bundles ----------------------------------------------------------------------------------
+
+
+def _bundle_file(store: Store, facility: str, base: str, f: Path, report: ImportReport,
+                 seen: set[tuple[str, str]], advance: Progress | None) -> None:
+    raw = f.read_bytes()
+    if advance:
+        advance(len(raw))
+    try:
+        bundle = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        report.errors.append(f"{f}:{exc.lineno}: JSON không hợp lệ / malformed JSON: {exc.msg}")
+        return
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        report.errors.append(f"{f}:1: resourceType: cần một Bundle / expected a Bundle")
+        return
+    try:
+        with store.begin() as conn:
+            out = process(_ctx(conn, facility, base), _stable_ids(bundle))
+    except FhirError as err:
+        for issue in err.issues:
+            report.errors.append(f"{f}:1: {issue.path or 'Bundle'}: {issue.text}")
+        return
+    _tally_bundle(bundle, out, report, seen)
+
+
+def _stable_ids(bundle: Resource) -> Resource:
+    """POST entries with a urn:uuid fullUrl become PUTs to that uuid: re-imports add nothing."""
+    entries = []
+    for e in bundle.get("entry") or []:
+        req = e.get("request") if isinstance(e, dict) else None
+        full = e.get("fullUrl", "") if isinstance(e, dict) else ""
+        res = e.get("resource") if isinstance(e, dict) else None
+        if (isinstance(req, dict) and req.get("method") == "POST" and isinstance(res, dict)
+                and isinstance(full, str) and full.startswith("urn:uuid:")
+                and not req.get("ifNoneExist")):
+            rid = full.removeprefix("urn:uuid:")
+            e = {**e, "request": {**req, "method": "PUT", "url": f"{res.get('resourceType')}/{rid}"}}
+        entries.append(e)
+    return {**bundle, "entry": entries}
+
+
+def _tally_bundle(bundle: Resource, out: dict[str, Any], report: ImportReport,
+                  seen: set[tuple[str, str]]) -> None:
+    for e in out.get("entry", []):
+        status = str(e.get("response", {}).get("status", ""))
+        loc = e.get("response", {}).get("location", "")
+        if status.startswith(("200", "201")) and (parts := split_ref(loc.split("/_history")[0])):
+            report.stored[parts[0]] += 1
+    for e in bundle.get("entry") or []:
+        if isinstance(e, dict) and isinstance(e.get("resource"), dict):
+            _note_refs(e["resource"], seen)
