@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from benhan.config import Settings
 
@@ -91,7 +92,7 @@ def _print_import(report: object) -> None:
         console.print(f"[yellow]tham chiếu chưa có / unresolved references[/yellow] to {rtype}: "
                       f"{n:,}")
     for line in report.errors:
-        console.print(f"[red]{line}[/red]", highlight=False, markup=False)
+        console.print(Text(line, style="red"), soft_wrap=True)
 
 
 @app.command("export")

@@ -64,41 +64,118 @@ def _load_order(f: Path) -> tuple[int, str]:
 
 def import_files(store: Store, facility: str, base: str, files: list[Path],
                  advance: Progress | None = None) -> ImportReport:
-    report = ImportReport()
-    seen: set[tuple[str, str]] = set()
+    job = _Job(store, facility, base, advance)
     for f in files:
         if f.suffix == ".ndjson":
-            _ndjson(store, facility, base, f, report, seen, advance)
+            job.ndjson(f)
         else:
-            _bundle_file(store, facility, base, f, report, seen, advance)
-    _count_unresolved(store, seen, report)
-    return report
+            job.bundle_file(f)
+    _count_unresolved(store, job.seen, job.report)
+    return job.report
 
 
-def _ctx(conn: sa.Connection, facility: str, base: str) -> Context:
-    return Context(Repo(conn, facility), base, dict(OPERATIONS))
+@dataclass
+class _Job:
+    """One import run: where it writes, what it found, and conditional references resolved."""
 
+    store: Store
+    facility: str
+    base: str
+    advance: Progress | None
+    report: ImportReport = field(default_factory=ImportReport)
+    seen: set[tuple[str, str]] = field(default_factory=set)  # referenced (type, id)
+    resolved: dict[str, str] = field(default_factory=dict)  # "Type?query" → "Type/id"
 
-# ---- NDJSON -----------------------------------------------------------------------------------
+    def ctx(self, conn: sa.Connection) -> Context:
+        return Context(Repo(conn, self.facility), self.base, dict(OPERATIONS))
 
+    def ndjson(self, f: Path) -> None:
+        batch: list[tuple[int, Resource]] = []
+        with f.open("rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if self.advance:
+                    self.advance(len(line))
+                res = _parse_line(f, lineno, line, self.report) if line.strip() else None
+                if res is not None:
+                    batch.append((lineno, res))
+                if len(batch) >= CHUNK:
+                    self.load_batch(f, batch)
+                    batch = []
+        if batch:
+            self.load_batch(f, batch)
 
-def _ndjson(store: Store, facility: str, base: str, f: Path, report: ImportReport,
-            seen: set[tuple[str, str]], advance: Progress | None) -> None:
-    batch: list[tuple[int, Resource]] = []
-    with f.open("rb") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if advance:
-                advance(len(line))
-            if not line.strip():
-                continue
-            res = _parse_line(f, lineno, line, report)
-            if res is not None:
-                batch.append((lineno, res))
-            if len(batch) >= CHUNK:
-                _load_batch(store, facility, base, f, batch, report, seen)
-                batch = []
-    if batch:
-        _load_batch(store, facility, base, f, batch, report, seen)
+    def load_batch(self, f: Path, batch: list[tuple[int, Resource]]) -> None:
+        with self.store.begin() as conn:
+            ctx = self.ctx(conn)
+            current = _current(conn, [(r["resourceType"], r["id"]) for _n, r in batch])
+            writes: list[Write] = []
+            for lineno, res in batch:
+                w = self.prepare(ctx, f, lineno, res, current)
+                if w is not None:
+                    writes.append(w)
+                    _note_refs(w.resource, self.seen)
+            for s in ctx.repo.flush(writes):
+                self.report.stored[s.rtype] += 1
+
+    def prepare(self, ctx: Context, f: Path, lineno: int, res: Resource,
+                current: dict[tuple[str, str], tuple[int, bool, Resource | None]]
+                ) -> Write | None:
+        key = (res["resourceType"], res["id"])
+        try:
+            res = self.resolve_conditional(ctx, res)
+            have = current.get(key)
+            if have and not have[1] and _same(have[2], res):
+                self.report.unchanged += 1
+                return None
+            version = have[0] + 1 if have else 1
+            w = ctx.repo.prepare(dict(res), "PUT", version=version,
+                                 created=have is None or have[1], known=set())
+            current[key] = (version, False, res)  # the same id twice in a file: last one wins
+            return w
+        except FhirError as err:
+            for issue in err.issues:
+                self.report.errors.append(f"{f}:{lineno}: {issue.path or key[0]}: {issue.text}")
+            return None
+
+    def resolve_conditional(self, ctx: Context, res: Resource) -> Resource:
+        conditional = {ref for _p, ref in references(res, "") if "?" in ref
+                       and not ref.startswith(("http:", "https:"))}
+        if not conditional:
+            return res
+        for ref in conditional - set(self.resolved):
+            rtype = ref.split("?", 1)[0]
+            if rtype not in resource_types():
+                raise FhirError(400, *_issue(f"tham chiếu điều kiện không hợp lệ / bad "
+                                             f"conditional reference {ref!r}"))
+            found = match(ctx, rtype, ref)
+            if not found:
+                raise FhirError(404, *_issue(f"tham chiếu điều kiện không khớp / conditional "
+                                             f"reference matched nothing: {ref}"))
+            self.resolved[ref] = f"{rtype}/{found[0]}"
+        out: Resource = _replace_refs(res, self.resolved)
+        return out
+
+    def bundle_file(self, f: Path) -> None:
+        raw = f.read_bytes()
+        if self.advance:
+            self.advance(len(raw))
+        try:
+            bundle = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            self.report.errors.append(f"{f}:{exc.lineno}: JSON không hợp lệ / malformed JSON: "
+                                      f"{exc.msg}")
+            return
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            self.report.errors.append(f"{f}:1: resourceType: cần một Bundle / expected a Bundle")
+            return
+        try:
+            with self.store.begin() as conn:
+                out = process(self.ctx(conn), _stable_ids(bundle))
+        except FhirError as err:
+            for issue in err.issues:
+                self.report.errors.append(f"{f}:1: {issue.path or 'Bundle'}: {issue.text}")
+            return
+        _tally_bundle(bundle, out, self.report, self.seen)
 
 
 def _parse_line(f: Path, lineno: int, line: bytes, report: ImportReport) -> Resource | None:
@@ -116,63 +193,6 @@ def _parse_line(f: Path, lineno: int, line: bytes, report: ImportReport) -> Reso
                              "resources need an id")
         return None
     return res
-
-
-def _load_batch(store: Store, facility: str, base: str, f: Path,
-                batch: list[tuple[int, Resource]], report: ImportReport,
-                seen: set[tuple[str, str]]) -> None:
-    with store.begin() as conn:
-        ctx = _ctx(conn, facility, base)
-        current = _current(conn, [(r["resourceType"], r["id"]) for _n, r in batch])
-        writes: list[Write] = []
-        for lineno, res in batch:
-            w = _prepare(ctx, f, lineno, res, current, report)
-            if w is not None:
-                writes.append(w)
-                _note_refs(w.resource, seen)
-        for s in ctx.repo.flush(writes):
-            report.stored[s.rtype] += 1
-
-
-def _prepare(ctx: Context, f: Path, lineno: int, res: Resource,
-             current: dict[tuple[str, str], tuple[int, bool, Resource | None]],
-             report: ImportReport) -> Write | None:
-    key = (res["resourceType"], res["id"])
-    try:
-        res = _resolve_conditional(ctx, res)
-        have = current.get(key)
-        if have and not have[1] and _same(have[2], res):
-            report.unchanged += 1
-            return None
-        version = have[0] + 1 if have else 1
-        w = ctx.repo.prepare(dict(res), "PUT", version=version, created=have is None or have[1],
-                             known=set())
-        current[key] = (version, False, res)  # the same id twice in a file: last one wins
-        return w
-    except FhirError as err:
-        for issue in err.issues:
-            report.errors.append(f"{f}:{lineno}: {issue.path or key[0]}: {issue.text}")
-        return None
-
-
-def _resolve_conditional(ctx: Context, res: Resource) -> Resource:
-    conditional = [ref for _p, ref in references(res, "") if "?" in ref
-                   and not ref.startswith(("http:", "https:"))]
-    if not conditional:
-        return res
-    resolved = {}
-    for ref in set(conditional):
-        rtype = ref.split("?", 1)[0]
-        if rtype not in resource_types():
-            raise FhirError(400, *_issue(f"tham chiếu điều kiện không hợp lệ / bad conditional "
-                                         f"reference {ref!r}"))
-        found = match(ctx, rtype, ref)
-        if not found:
-            raise FhirError(404, *_issue(f"tham chiếu điều kiện không khớp / conditional "
-                                         f"reference matched nothing: {ref}"))
-        resolved[ref] = f"{rtype}/{found[0]}"
-    out: Resource = _replace_refs(res, resolved)
-    return out
 
 
 def _replace_refs(node: Any, resolved: dict[str, str]) -> Any:
@@ -235,29 +255,6 @@ def _count_unresolved(store: Store, seen: set[tuple[str, str]], report: ImportRe
 
 
 # ---- Bundles ----------------------------------------------------------------------------------
-
-
-def _bundle_file(store: Store, facility: str, base: str, f: Path, report: ImportReport,
-                 seen: set[tuple[str, str]], advance: Progress | None) -> None:
-    raw = f.read_bytes()
-    if advance:
-        advance(len(raw))
-    try:
-        bundle = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        report.errors.append(f"{f}:{exc.lineno}: JSON không hợp lệ / malformed JSON: {exc.msg}")
-        return
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        report.errors.append(f"{f}:1: resourceType: cần một Bundle / expected a Bundle")
-        return
-    try:
-        with store.begin() as conn:
-            out = process(_ctx(conn, facility, base), _stable_ids(bundle))
-    except FhirError as err:
-        for issue in err.issues:
-            report.errors.append(f"{f}:1: {issue.path or 'Bundle'}: {issue.text}")
-        return
-    _tally_bundle(bundle, out, report, seen)
 
 
 def _stable_ids(bundle: Resource) -> Resource:

@@ -185,6 +185,8 @@ class Repo:
 
     def flush(self, writes: list[Write]) -> list[Saved]:
         """Store prepared writes: one executemany per table, in the caller's transaction."""
+        if not writes:
+            return []
         saved = [self._version_row(w) for w in writes]
         new = [s for s, w in zip(saved, writes, strict=True) if w.created]
         old = [s for s, w in zip(saved, writes, strict=True) if not w.created]
