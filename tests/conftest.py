@@ -16,7 +16,9 @@ from benhan.api import create_app
 from benhan.config import Secret, Settings
 from benhan.store.database import Store, open_store
 
-PG_ADMIN_URL = os.environ.get("BENHAN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "BENHAN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # A moment when Vietnam and UTC are on different dates (STYLE.md §2.3).
 FROZEN = datetime(2025, 3, 1, 6, 30, tzinfo=timezone(timedelta(hours=7)))

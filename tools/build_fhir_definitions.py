@@ -90,7 +90,12 @@ def element_types(sds: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             elif codes in (["BackboneElement"], ["Element"]):
                 codes = [path]
             codes = ["string" if c.startswith("http://hl7.org/fhirpath/") else c for c in codes]
-            types.setdefault(parent, {})[name] = [codes, el["max"] != "1", el.get("isSummary", False), el["min"] > 0]
+            types.setdefault(parent, {})[name] = [
+                codes,
+                el["max"] != "1",
+                el.get("isSummary", False),
+                el["min"] > 0,
+            ]
     return types
 
 
@@ -133,7 +138,9 @@ def required_bindings(src: Path, sds: list[dict[str, Any]]) -> dict[str, dict[st
                 codes += [c["code"] for c in inc["concept"]]
             elif "filter" in inc:
                 return None  # filtered includes need a terminology server; not enumerable here
-            elif inc.get("system") in systems and systems[inc["system"]].get("content") == "complete":
+            elif (
+                inc.get("system") in systems and systems[inc["system"]].get("content") == "complete"
+            ):
                 codes += concepts(systems[inc["system"]])
             else:
                 return None
@@ -167,7 +174,7 @@ def compartment(src: Path) -> dict[str, list[str]]:
 def write(name: str, data: Any) -> None:
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     (OUT / name).write_text(text + "\n", encoding="utf-8")
-    print(f"{name}: {len(text):,} bytes")  # noqa: T201
+    print(f"{name}: {len(text):,} bytes")
 
 
 def main() -> None:

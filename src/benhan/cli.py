@@ -14,8 +14,9 @@ from rich.text import Text
 
 from benhan.config import Settings
 
-app = typer.Typer(help="benhan — bệnh án điện tử và liên thông dữ liệu y tế / EMR and HIE",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="benhan — bệnh án điện tử và liên thông dữ liệu y tế / EMR and HIE", no_args_is_help=True
+)
 console = Console(stderr=True)
 
 
@@ -36,8 +37,14 @@ def serve(
     """Chạy máy chủ / run the server (FHIR at /fhir, pages at /)."""
     import uvicorn
 
-    uvicorn.run("benhan.api.app:create_app", factory=True, host=host, port=port,
-                workers=workers, log_level="info")
+    uvicorn.run(
+        "benhan.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
 
 
 @app.command()
@@ -89,8 +96,9 @@ def _print_import(report: object) -> None:
     console.print(table)
     console.print(f"không đổi / unchanged: {report.unchanged:,}")
     for rtype, n in sorted(report.unresolved.items()):
-        console.print(f"[yellow]tham chiếu chưa có / unresolved references[/yellow] to {rtype}: "
-                      f"{n:,}")
+        console.print(
+            f"[yellow]tham chiếu chưa có / unresolved references[/yellow] to {rtype}: {n:,}"
+        )
     for line in report.errors:
         console.print(Text(line, style="red"), soft_wrap=True)
 
@@ -119,8 +127,13 @@ def export_(
     store.create_schema()
     out_dir.mkdir(parents=True, exist_ok=True)
     with store.read() as conn:
-        files = write_ndjson(conn, out_dir, types=wanted, since_us=since_range[0] if since_range
-                             else None, patients=None)
+        files = write_ndjson(
+            conn,
+            out_dir,
+            types=wanted,
+            since_us=since_range[0] if since_range else None,
+            patients=None,
+        )
     for f in files:
         console.print(f"{f.path}: {f.count:,}")
 
@@ -133,9 +146,14 @@ class _Advance:
     """A Rich progress bar over bytes read, usable as `advance(n)` by the job."""
 
     def __init__(self, total: int, label: str) -> None:
-        self.progress = Progress(TextColumn(label), BarColumn(), DownloadColumn(),
-                                 TimeRemainingColumn(), console=console,
-                                 disable=not sys.stderr.isatty())
+        self.progress = Progress(
+            TextColumn(label),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not sys.stderr.isatty(),
+        )
         self.task = self.progress.add_task(label, total=total)
 
     def __enter__(self) -> _Advance:

@@ -55,16 +55,26 @@ def test_wrong_resource_type_for_url(client: TestClient) -> None:
             {"resourceType": "Observation", "status": "done", "code": {"text": "Mạch"}},
             {"Observation.status"},
         ),
-        ({"resourceType": "Encounter", "status": "open", "class": {"code": "AMB"}},
-         {"Encounter.status"}),
+        (
+            {"resourceType": "Encounter", "status": "open", "class": {"code": "AMB"}},
+            {"Encounter.status"},
+        ),
         ({"resourceType": "Observation", "code": {"text": "x"}}, {"Observation.status"}),
         (
             {"resourceType": "Patient", "gender": "x", "birthDate": "2021-02-29", "foo": 1},
             {"Patient.gender", "Patient.birthDate", "Patient.foo"},
         ),
     ],
-    ids=["unknown-element", "no-such-day", "wrong-date-format", "gender-binding",
-         "obs-status-binding", "enc-status-binding", "required-missing", "every-problem"],
+    ids=[
+        "unknown-element",
+        "no-such-day",
+        "wrong-date-format",
+        "gender-binding",
+        "obs-status-binding",
+        "enc-status-binding",
+        "required-missing",
+        "every-problem",
+    ],
 )
 def test_invalid_resources(client: TestClient, resource: dict[str, Any], paths: set[str]) -> None:
     r = client.post(f"/fhir/{resource['resourceType']}", json=resource, headers=FHIR)
@@ -74,8 +84,12 @@ def test_invalid_resources(client: TestClient, resource: dict[str, Any], paths: 
 
 
 def test_reference_to_missing_target_is_422(client: TestClient) -> None:
-    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "Mạch"},
-           "subject": {"reference": "Patient/nobody"}}
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "Mạch"},
+        "subject": {"reference": "Patient/nobody"},
+    }
     r = client.post("/fhir/Observation", json=obs, headers=FHIR)
     assert r.status_code == 422
     assert expressions(r) == {"Observation.subject.reference"}
@@ -91,8 +105,9 @@ def test_oversized_body_is_413(client: TestClient) -> None:
 
 
 def test_unsupported_media_type(client: TestClient) -> None:
-    r = client.post("/fhir/Patient", content=b"<Patient/>",
-                    headers={"Content-Type": "application/fhir+xml"})
+    r = client.post(
+        "/fhir/Patient", content=b"<Patient/>", headers={"Content-Type": "application/fhir+xml"}
+    )
     assert r.status_code == 415
 
 
@@ -101,12 +116,21 @@ def test_transaction_with_one_bad_entry_stores_nothing(client: TestClient) -> No
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
-            {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient", "gender": "male"},
-             "request": {"method": "POST", "url": "Patient"}},
-            {"resource": {"resourceType": "Observation", "status": "final",
-                          "code": {"text": "x"}, "subject": {"reference": "urn:uuid:1"},
-                          "effectiveDateTime": "2024-13-01"},
-             "request": {"method": "POST", "url": "Observation"}},
+            {
+                "fullUrl": "urn:uuid:1",
+                "resource": {"resourceType": "Patient", "gender": "male"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "x"},
+                    "subject": {"reference": "urn:uuid:1"},
+                    "effectiveDateTime": "2024-13-01",
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
         ],
     }
     r = client.post("/fhir", json=bundle, headers=FHIR)

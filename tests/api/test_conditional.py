@@ -13,8 +13,11 @@ CCCD = "https://benhan.vn/sid/cccd"
 
 
 def person(value: str, family: str = "Đỗ") -> dict[str, Any]:
-    return {"resourceType": "Patient", "identifier": [{"system": CCCD, "value": value}],
-            "name": [{"family": family}]}
+    return {
+        "resourceType": "Patient",
+        "identifier": [{"system": CCCD, "value": value}],
+        "name": [{"family": family}],
+    }
 
 
 def test_conditional_create(client: TestClient) -> None:
@@ -27,9 +30,15 @@ def test_conditional_create(client: TestClient) -> None:
     assert second.json()["id"] == first.json()["id"]
     client.post("/fhir/Patient", json=person("other", "Đỗ"), headers=FHIR)
     client.post("/fhir/Patient", json=person("another", "Đỗ"), headers=FHIR)
-    many = client.post("/fhir/Patient", json=person("x"), headers={**FHIR, "If-None-Exist": "family=" + quote("Đỗ")})
+    many = client.post(
+        "/fhir/Patient",
+        json=person("x"),
+        headers={**FHIR, "If-None-Exist": "family=" + quote("Đỗ")},
+    )
     assert many.status_code == 412
-    bad = client.post("/fhir/Patient", json=person("x"), headers={**FHIR, "If-None-Exist": "colour=red"})
+    bad = client.post(
+        "/fhir/Patient", json=person("x"), headers={**FHIR, "If-None-Exist": "colour=red"}
+    )
     assert bad.status_code == 400
 
 
@@ -71,9 +80,15 @@ def test_conditional_patch(client: TestClient) -> None:
     v = uuid.uuid4().hex[:12]
     client.post("/fhir/Patient", json=person(v), headers=FHIR)
     ops = [{"op": "add", "path": "/gender", "value": "female"}]
-    r = client.patch(f"/fhir/Patient?identifier={CCCD}|{v}", json=ops,
-                     headers={"Content-Type": "application/json-patch+json"})
+    r = client.patch(
+        f"/fhir/Patient?identifier={CCCD}|{v}",
+        json=ops,
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert r.status_code == 200 and r.json()["gender"] == "female"
-    r = client.patch(f"/fhir/Patient?identifier={CCCD}|none", json=ops,
-                     headers={"Content-Type": "application/json-patch+json"})
+    r = client.patch(
+        f"/fhir/Patient?identifier={CCCD}|none",
+        json=ops,
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert r.status_code == 404

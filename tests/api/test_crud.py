@@ -109,8 +109,10 @@ def test_read_unknown(client: TestClient) -> None:
 def test_json_patch(client: TestClient) -> None:
     p = create(client, patient())
     url = f"/fhir/Patient/{p['id']}"
-    ops = [{"op": "replace", "path": "/gender", "value": "male"},
-           {"op": "add", "path": "/active", "value": True}]
+    ops = [
+        {"op": "replace", "path": "/gender", "value": "male"},
+        {"op": "add", "path": "/active", "value": True},
+    ]
     r = client.patch(url, json=ops, headers={"Content-Type": "application/json-patch+json"})
     assert r.status_code == 200, r.text
     assert r.json()["gender"] == "male" and r.json()["active"] is True
@@ -126,12 +128,14 @@ def test_json_patch(client: TestClient) -> None:
 
 
 def test_prefer_return(client: TestClient) -> None:
-    minimal = client.post("/fhir/Patient", json=patient(),
-                          headers={**FHIR, "Prefer": "return=minimal"})
+    minimal = client.post(
+        "/fhir/Patient", json=patient(), headers={**FHIR, "Prefer": "return=minimal"}
+    )
     assert minimal.status_code == 201 and minimal.content == b""
     assert minimal.headers["location"]
-    oo = client.post("/fhir/Patient", json=patient(),
-                     headers={**FHIR, "Prefer": "return=OperationOutcome"})
+    oo = client.post(
+        "/fhir/Patient", json=patient(), headers={**FHIR, "Prefer": "return=OperationOutcome"}
+    )
     assert oo.json()["resourceType"] == "OperationOutcome"
 
 

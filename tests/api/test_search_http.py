@@ -24,8 +24,10 @@ def next_url(bundle: dict[str, Any]) -> str | None:
 
 def test_paging_is_stable_and_complete(client: TestClient) -> None:
     family = f"Hoàng{uuid.uuid4().hex[:5]}"
-    ids = {make(client, {"resourceType": "Patient", "name": [{"family": family}]})["id"]
-           for _ in range(12)}
+    ids = {
+        make(client, {"resourceType": "Patient", "name": [{"family": family}]})["id"]
+        for _ in range(12)
+    }
     url: str | None = f"/fhir/Patient?family={family}&_count=5"
     seen: list[str] = []
     pages = 0
@@ -44,16 +46,28 @@ def test_post_search_equals_get(client: TestClient) -> None:
     get = client.get("/fhir/Patient?family=ngo&gender=male").json()
     post = client.post("/fhir/Patient/_search", data={"family": "ngo", "gender": "male"})
     assert post.status_code == 200
-    assert [e["resource"]["id"] for e in post.json()["entry"]] == \
-        [e["resource"]["id"] for e in get["entry"]]
+    assert [e["resource"]["id"] for e in post.json()["entry"]] == [
+        e["resource"]["id"] for e in get["entry"]
+    ]
     assert len(get["entry"]) == 1
 
 
 def test_summary_count_and_elements(client: TestClient) -> None:
-    make(client, {"resourceType": "Patient", "name": [{"family": "Dương"}], "gender": "male",
-                  "birthDate": "1970", "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Dương</div>"}})
+    make(
+        client,
+        {
+            "resourceType": "Patient",
+            "name": [{"family": "Dương"}],
+            "gender": "male",
+            "birthDate": "1970",
+            "text": {
+                "status": "generated",
+                "div": '<div xmlns="http://www.w3.org/1999/xhtml">Dương</div>',
+            },
+        },
+    )
     count = client.get("/fhir/Patient?_summary=count").json()
-    assert count["total"] == 1 and "entry" not in count or count.get("entry") == []
+    assert (count["total"] == 1 and "entry" not in count) or count.get("entry") == []
     el = client.get("/fhir/Patient?_elements=gender").json()["entry"][0]["resource"]
     assert set(el) == {"resourceType", "id", "meta", "gender"}
     assert any(t["code"] == "SUBSETTED" for t in el["meta"]["tag"])
@@ -65,10 +79,23 @@ def test_summary_count_and_elements(client: TestClient) -> None:
 
 def test_include_and_revinclude(client: TestClient) -> None:
     org = make(client, {"resourceType": "Organization", "name": "Bệnh viện Đa khoa tỉnh Bắc Ninh"})
-    p = make(client, {"resourceType": "Patient", "name": [{"family": "Lý"}],
-                      "managingOrganization": {"reference": f"Organization/{org['id']}"}})
-    make(client, {"resourceType": "Observation", "status": "final", "code": {"text": "Mạch"},
-                  "subject": {"reference": f"Patient/{p['id']}"}})
+    p = make(
+        client,
+        {
+            "resourceType": "Patient",
+            "name": [{"family": "Lý"}],
+            "managingOrganization": {"reference": f"Organization/{org['id']}"},
+        },
+    )
+    make(
+        client,
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "Mạch"},
+            "subject": {"reference": f"Patient/{p['id']}"},
+        },
+    )
     inc = client.get("/fhir/Patient?family=ly&_include=Patient:organization").json()
     modes = {(e["resource"]["resourceType"], e["search"]["mode"]) for e in inc["entry"]}
     assert modes == {("Patient", "match"), ("Organization", "include")}

@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from tests.conftest import data_path
 
 from benhan.fhir.primitives import split_ref
 from benhan.store.database import Store
 from benhan.store.repository import Repo, references
 from benhan.store.schema import resource
-from tests.conftest import data_path
 
 FHIR = {"Content-Type": "application/fhir+json"}
 CCCD = "https://benhan.vn/sid/cccd"
@@ -26,23 +26,39 @@ def tx(*entries: dict[str, Any], kind: str = "transaction") -> dict[str, Any]:
 
 
 def post(res: dict[str, Any], full_url: str | None = None, **request: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"resource": res,
-                             "request": {"method": "POST", "url": res["resourceType"], **request}}
+    entry: dict[str, Any] = {
+        "resource": res,
+        "request": {"method": "POST", "url": res["resourceType"], **request},
+    }
     if full_url:
         entry["fullUrl"] = full_url
     return entry
 
 
 def cccd_patient(value: str) -> dict[str, Any]:
-    return {"resourceType": "Patient", "identifier": [{"system": CCCD, "value": value}],
-            "name": [{"family": "Trần", "given": ["Văn", "Bình"]}]}
+    return {
+        "resourceType": "Patient",
+        "identifier": [{"system": CCCD, "value": value}],
+        "name": [{"family": "Trần", "given": ["Văn", "Bình"]}],
+    }
 
 
 def test_urn_uuid_references_resolved(client: TestClient) -> None:
     pid = f"urn:uuid:{uuid.uuid4()}"
-    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "Mạch"},
-           "subject": {"reference": pid}}
-    r = client.post("/fhir", json=tx(post(obs), post(cccd_patient("001")), ), headers=FHIR)
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "Mạch"},
+        "subject": {"reference": pid},
+    }
+    r = client.post(
+        "/fhir",
+        json=tx(
+            post(obs),
+            post(cccd_patient("001")),
+        ),
+        headers=FHIR,
+    )
     assert r.status_code == 400  # the Observation references a urn:uuid no entry has
     r = client.post("/fhir", json=tx(post(obs), post(cccd_patient("001"), pid)), headers=FHIR)
     assert r.status_code == 200, r.text
@@ -59,8 +75,12 @@ def test_conditional_create_and_reference_in_transaction(client: TestClient) -> 
     value = uuid.uuid4().hex[:12]
     first = client.post("/fhir/Patient", json=cccd_patient(value), headers=FHIR).json()
     again = post(cccd_patient(value), "urn:uuid:p", ifNoneExist=f"identifier={CCCD}|{value}")
-    enc = {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
-           "subject": {"reference": f"Patient?identifier={CCCD}|{value}"}}
+    enc = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "subject": {"reference": f"Patient?identifier={CCCD}|{value}"},
+    }
     r = client.post("/fhir", json=tx(again, post(enc)), headers=FHIR)
     assert r.status_code == 200, r.text
     statuses = [e["response"]["status"] for e in r.json()["entry"]]
@@ -71,8 +91,12 @@ def test_conditional_create_and_reference_in_transaction(client: TestClient) -> 
 
 
 def test_conditional_reference_with_no_match_fails_whole_transaction(client: TestClient) -> None:
-    enc = {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
-           "subject": {"reference": f"Patient?identifier={CCCD}|nobody"}}
+    enc = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "subject": {"reference": f"Patient?identifier={CCCD}|nobody"},
+    }
     r = client.post("/fhir", json=tx(post(cccd_patient("x1")), post(enc)), headers=FHIR)
     assert r.status_code == 404
     assert client.get("/fhir/Patient?_summary=count").json()["total"] == 0
@@ -80,9 +104,11 @@ def test_conditional_reference_with_no_match_fails_whole_transaction(client: Tes
 
 def test_processing_order_delete_before_create(client: TestClient) -> None:
     old = client.post("/fhir/Patient", json=cccd_patient("old"), headers=FHIR).json()
-    bundle = tx(post(cccd_patient("new")),
-                {"request": {"method": "GET", "url": f"Patient?identifier={CCCD}|new"}},
-                {"request": {"method": "DELETE", "url": f"Patient/{old['id']}"}})
+    bundle = tx(
+        post(cccd_patient("new")),
+        {"request": {"method": "GET", "url": f"Patient?identifier={CCCD}|new"}},
+        {"request": {"method": "DELETE", "url": f"Patient/{old['id']}"}},
+    )
     r = client.post("/fhir", json=bundle, headers=FHIR)
     assert r.status_code == 200, r.text
     entries = r.json()["entry"]
@@ -92,8 +118,10 @@ def test_processing_order_delete_before_create(client: TestClient) -> None:
 
 
 def test_same_resource_twice_is_rejected(client: TestClient) -> None:
-    put = {"resource": {**cccd_patient("a"), "id": "same"},
-           "request": {"method": "PUT", "url": "Patient/same"}}
+    put = {
+        "resource": {**cccd_patient("a"), "id": "same"},
+        "request": {"method": "PUT", "url": "Patient/same"},
+    }
     r = client.post("/fhir", json=tx(put, put), headers=FHIR)
     assert r.status_code == 400
     assert client.get("/fhir/Patient/same").status_code == 404
@@ -145,9 +173,14 @@ def test_synthea_bundles_load_and_link(client: TestClient, store: Store) -> None
 def _assert_references_resolve(store: Store) -> None:
     with store.read() as conn:
         rows = conn.execute(resource.select().with_only_columns(resource.c.content)).scalars()
-        refs = {split_ref(ref) for content in rows for _p, ref in references(
-            orjson.loads(content) if isinstance(content, str) else content, "")
-            if not ref.startswith(("urn:", "#", "http"))}
+        refs = {
+            split_ref(ref)
+            for content in rows
+            for _p, ref in references(
+                orjson.loads(content) if isinstance(content, str) else content, ""
+            )
+            if not ref.startswith(("urn:", "#", "http"))
+        }
         missing = {r for r in refs if r} - Repo(conn, "27001").existing(r for r in refs if r)
     assert missing == set()
 
@@ -176,8 +209,12 @@ def test_everything_bad_parameters(client: TestClient, bad: str) -> None:
 
 def test_everything_filters(client: TestClient) -> None:
     p = client.post("/fhir/Patient", json=cccd_patient("f"), headers=FHIR).json()
-    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "Mạch"},
-           "subject": {"reference": f"Patient/{p['id']}"}}
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "Mạch"},
+        "subject": {"reference": f"Patient/{p['id']}"},
+    }
     client.post("/fhir/Observation", json=obs, headers=FHIR)
     all_ = client.get(f"/fhir/Patient/{p['id']}/$everything").json()
     assert all_["total"] == 2

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from tests.conftest import data_path
 from typer.testing import CliRunner
 
 from benhan.cli import app
 from benhan.store.database import Store
 from benhan.store.stats import counts_by_type
-from tests.conftest import data_path
 
 runner = CliRunner()
 
@@ -28,8 +28,11 @@ def env(monkeypatch: pytest.MonkeyPatch, database_url: str, store: Store) -> Sto
 def ndjson_counts(folder: Path) -> Counter[str]:
     counts: Counter[str] = Counter()
     for f in folder.glob("*.ndjson"):
-        counts.update(orjson.loads(line)["resourceType"] for line in f.read_bytes().splitlines()
-                      if line.strip())
+        counts.update(
+            orjson.loads(line)["resourceType"]
+            for line in f.read_bytes().splitlines()
+            if line.strip()
+        )
     return counts
 
 
@@ -60,9 +63,11 @@ def test_import_reports_bad_lines_and_loads_the_rest(env: Store, tmp_path: Path)
     src = data_path("bulk-ndjson-10-patients", "Patient.000.ndjson")
     lines = src.read_bytes().splitlines()
     good = len(lines)
-    bad = [b'{"resourceType": "Patient", "id": "p-bad", "gender": "robot"}',
-           b"{not json",
-           b'{"resourceType": "Patient", "birthDate": "1990-01-01"}']
+    bad = [
+        b'{"resourceType": "Patient", "id": "p-bad", "gender": "robot"}',
+        b"{not json",
+        b'{"resourceType": "Patient", "birthDate": "1990-01-01"}',
+    ]
     f = tmp_path / "Patient.mixed.ndjson"
     f.write_bytes(b"\n".join([lines[0], *bad, *lines[1:]]) + b"\n")
     result = runner.invoke(app, ["import", str(f)])
@@ -81,7 +86,9 @@ def test_import_synthea_bundles_idempotent(env: Store, tmp_path: Path) -> None:
         shutil.copy(f, tmp_path / f.name)
     expected: Counter[str] = Counter()
     for f in files:
-        expected.update(e["resource"]["resourceType"] for e in orjson.loads(f.read_bytes())["entry"])
+        expected.update(
+            e["resource"]["resourceType"] for e in orjson.loads(f.read_bytes())["entry"]
+        )
     for _ in range(2):
         result = runner.invoke(app, ["import", str(tmp_path)])
         assert result.exit_code == 0, result.output
@@ -91,8 +98,13 @@ def test_import_synthea_bundles_idempotent(env: Store, tmp_path: Path) -> None:
 
 def test_unresolved_references_are_kept_and_counted(env: Store, tmp_path: Path) -> None:
     f = tmp_path / "Observation.ndjson"
-    obs = {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
-           "derivedFrom": [{"reference": "DiagnosticReport/not-exported"}]}
+    obs = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "code": {"text": "x"},
+        "derivedFrom": [{"reference": "DiagnosticReport/not-exported"}],
+    }
     f.write_bytes(orjson.dumps(obs) + b"\n")
     result = runner.invoke(app, ["import", str(f)])
     assert result.exit_code == 0, result.output
@@ -110,15 +122,22 @@ def test_import_missing_path_and_empty_folder(env: Store, tmp_path: Path) -> Non
 
 def test_export_round_trip(env: Store, tmp_path: Path) -> None:
     folder = data_path("bulk-ndjson-10-patients")
-    assert runner.invoke(app, ["import", str(folder / "Organization.000.ndjson"),
-                               str(folder / "Patient.000.ndjson")]).exit_code == 0
+    assert (
+        runner.invoke(
+            app,
+            ["import", str(folder / "Organization.000.ndjson"), str(folder / "Patient.000.ndjson")],
+        ).exit_code
+        == 0
+    )
     out = tmp_path / "out"
     result = runner.invoke(app, ["export", str(out), "--type", "Patient"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["Patient.ndjson"]
     ids = {orjson.loads(line)["id"] for line in (out / "Patient.ndjson").read_bytes().splitlines()}
-    src = {orjson.loads(line)["id"] for line in (folder / "Patient.000.ndjson").read_bytes()
-           .splitlines()}
+    src = {
+        orjson.loads(line)["id"]
+        for line in (folder / "Patient.000.ndjson").read_bytes().splitlines()
+    }
     assert ids == src
     bad = runner.invoke(app, ["export", str(out), "--type", "Nope"])
     assert bad.exit_code == 2 and "Nope" in bad.output

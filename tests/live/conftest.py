@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from tests.conftest import make_settings
 
 from benhan.api import create_app
 from benhan.store.database import Store
-from tests.conftest import make_settings
 
 
 def free_port() -> int:
@@ -28,8 +28,9 @@ def live_server(store: Store, database_url: str, tmp_path: Path) -> Iterator[str
     """The base URL of a running server (http://127.0.0.1:PORT), stopped afterwards."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    app = create_app(settings=make_settings(database_url, tmp_path, base_url=f"{base}/fhir"),
-                     store=store)
+    app = create_app(
+        settings=make_settings(database_url, tmp_path, base_url=f"{base}/fhir"), store=store
+    )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

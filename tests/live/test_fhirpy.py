@@ -19,9 +19,13 @@ def fhir(live_server: str) -> SyncFHIRClient:
 
 def test_create_read_update_delete(fhir: SyncFHIRClient) -> None:
     cccd = uuid.uuid4().hex[:12]
-    p = fhir.resource("Patient", identifier=[{"system": CCCD, "value": cccd}],
-                      name=[{"family": "Lê", "given": ["Minh", "Châu"]}], gender="female",
-                      birthDate="1990-05-17")
+    p = fhir.resource(
+        "Patient",
+        identifier=[{"system": CCCD, "value": cccd}],
+        name=[{"family": "Lê", "given": ["Minh", "Châu"]}],
+        gender="female",
+        birthDate="1990-05-17",
+    )
     p.save()
     assert p.id and p["meta"]["versionId"] == "1"
     got = fhir.reference("Patient", p.id).to_resource()

@@ -6,28 +6,28 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from benhan import __version__
-from benhan.api import errors, fhir_routes
+from benhan.api import bulk_routes, errors, fhir_routes
 from benhan.config import Settings
 from benhan.store.database import Store, open_store
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    app = FastAPI(title="benhan", version=__version__, docs_url="/api/docs",
-                  openapi_url="/api/openapi.json")
+    app = FastAPI(
+        title="benhan", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json"
+    )
     app.state.settings = settings
     app.state.store = store or open_store(settings.database_url)
     app.state.store.create_schema()
     errors.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.include_router(bulk_routes.router)  # first: the FHIR router ends in a catch-all
     app.include_router(fhir_routes.router)
     _mount_web(app)
     return app
 
 
 def _mount_web(app: FastAPI) -> None:
-    try:
-        from benhan.web import pages
-    except ImportError:  # the web shell is optional for an API-only node
-        return
+    from benhan.web import pages
+
     pages.mount(app)

@@ -11,7 +11,8 @@ from starlette.responses import Response
 from benhan.api import responses
 from benhan.config import Settings
 from benhan.fhir.outcome import FhirError, Issue, bad_request, too_large
-from benhan.rest.message import Request, Response as FhirResponse
+from benhan.rest.message import Request
+from benhan.rest.message import Response as FhirResponse
 from benhan.rest.operations import OPERATIONS
 from benhan.rest.router import Context, dispatch
 from benhan.store.database import Store
@@ -51,8 +52,10 @@ async def body_of(http: HttpRequest) -> tuple[Any, list[tuple[str, str]]]:
 
         return None, parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
     if ctype not in JSON_TYPES:
-        raise FhirError(415, Issue("not-supported", f"Chỉ hỗ trợ JSON / only FHIR JSON is "
-                                   f"supported, got {ctype!r}"))
+        raise FhirError(
+            415,
+            Issue("not-supported", f"Chỉ hỗ trợ JSON / only FHIR JSON is supported, got {ctype!r}"),
+        )
     try:
         return orjson.loads(raw), []
     except orjson.JSONDecodeError as exc:
@@ -70,8 +73,9 @@ async def fhir_request(http: HttpRequest, path: str) -> Request:
 def check_format(http: HttpRequest) -> None:
     fmt = http.query_params.get("_format") or ""
     if fmt and "json" not in fmt:
-        raise FhirError(406, Issue("not-supported", f"Chỉ hỗ trợ JSON / only JSON is offered, "
-                                   f"_format={fmt!r}"))
+        raise FhirError(
+            406, Issue("not-supported", f"Chỉ hỗ trợ JSON / only JSON is offered, _format={fmt!r}")
+        )
 
 
 def run(http: HttpRequest, req: Request) -> FhirResponse:

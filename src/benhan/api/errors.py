@@ -28,15 +28,18 @@ async def _fhir_error(request: Request, exc: FhirError) -> Response:
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
-    code = {404: "not-found", 405: "not-supported", 413: "too-costly"}.get(exc.status_code,
-                                                                         "processing")
+    code = {404: "not-found", 405: "not-supported", 413: "too-costly"}.get(
+        exc.status_code, "processing"
+    )
     issue = Issue(code, f"{exc.status_code}: {exc.detail}")
     return fhir_json(operation_outcome([issue]), exc.status_code)
 
 
 async def _request_error(request: Request, exc: RequestValidationError) -> Response:
-    issues = [Issue("invalid", str(e.get("msg")), ".".join(str(p) for p in e.get("loc", ())))
-              for e in exc.errors()]
+    issues = [
+        Issue("invalid", str(e.get("msg")), ".".join(str(p) for p in e.get("loc", ())))
+        for e in exc.errors()
+    ]
     return fhir_json(operation_outcome(issues), 400)
 
 

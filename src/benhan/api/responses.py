@@ -14,8 +14,9 @@ from benhan.rest.message import Response as FhirResponse
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 
 
-def fhir_json(body: Any, status: int = 200, *, pretty: bool = False,
-              headers: dict[str, str] | None = None) -> Response:
+def fhir_json(
+    body: Any, status: int = 200, *, pretty: bool = False, headers: dict[str, str] | None = None
+) -> Response:
     if body is None:
         return Response(status_code=status, headers=headers)
     if isinstance(body, bytes) and not pretty:

@@ -30,8 +30,17 @@ from benhan.store.repository import Repo, Write, references
 from benhan.store.schema import resource
 
 CHUNK = 500
-FIRST = ("Organization", "Location", "Practitioner", "PractitionerRole", "Medication", "Group",
-         "Patient", "RelatedPerson", "Encounter")
+FIRST = (
+    "Organization",
+    "Location",
+    "Practitioner",
+    "PractitionerRole",
+    "Medication",
+    "Group",
+    "Patient",
+    "RelatedPerson",
+    "Encounter",
+)
 Progress = Callable[[int], None]
 
 
@@ -62,8 +71,9 @@ def _load_order(f: Path) -> tuple[int, str]:
     return (0 if f.suffix == ".ndjson" else 1, f"{rank:03d}{f.name}")
 
 
-def import_files(store: Store, facility: str, base: str, files: list[Path],
-                 advance: Progress | None = None) -> ImportReport:
+def import_files(
+    store: Store, facility: str, base: str, files: list[Path], advance: Progress | None = None
+) -> ImportReport:
     job = _Job(store, facility, base, advance)
     for f in files:
         if f.suffix == ".ndjson":
@@ -117,9 +127,14 @@ class _Job:
             for s in ctx.repo.flush(writes):
                 self.report.stored[s.rtype] += 1
 
-    def prepare(self, ctx: Context, f: Path, lineno: int, res: Resource,
-                current: dict[tuple[str, str], tuple[int, bool, Resource | None]]
-                ) -> Write | None:
+    def prepare(
+        self,
+        ctx: Context,
+        f: Path,
+        lineno: int,
+        res: Resource,
+        current: dict[tuple[str, str], tuple[int, bool, Resource | None]],
+    ) -> Write | None:
         key = (res["resourceType"], res["id"])
         try:
             res = self.resolve_conditional(ctx, res)
@@ -128,8 +143,9 @@ class _Job:
                 self.report.unchanged += 1
                 return None
             version = have[0] + 1 if have else 1
-            w = ctx.repo.prepare(dict(res), "PUT", version=version,
-                                 created=have is None or have[1], known=set())
+            w = ctx.repo.prepare(
+                dict(res), "PUT", version=version, created=have is None or have[1], known=set()
+            )
             current[key] = (version, False, res)  # the same id twice in a file: last one wins
             return w
         except FhirError as err:
@@ -138,19 +154,31 @@ class _Job:
             return None
 
     def resolve_conditional(self, ctx: Context, res: Resource) -> Resource:
-        conditional = {ref for _p, ref in references(res, "") if "?" in ref
-                       and not ref.startswith(("http:", "https:"))}
+        conditional = {
+            ref
+            for _p, ref in references(res, "")
+            if "?" in ref and not ref.startswith(("http:", "https:"))
+        }
         if not conditional:
             return res
         for ref in conditional - set(self.resolved):
             rtype = ref.split("?", 1)[0]
             if rtype not in resource_types():
-                raise FhirError(400, *_issue(f"tham chiếu điều kiện không hợp lệ / bad "
-                                             f"conditional reference {ref!r}"))
+                raise FhirError(
+                    400,
+                    *_issue(
+                        f"tham chiếu điều kiện không hợp lệ / bad conditional reference {ref!r}"
+                    ),
+                )
             found = match(ctx, rtype, ref)
             if not found:
-                raise FhirError(404, *_issue(f"tham chiếu điều kiện không khớp / conditional "
-                                             f"reference matched nothing: {ref}"))
+                raise FhirError(
+                    404,
+                    *_issue(
+                        f"tham chiếu điều kiện không khớp / conditional "
+                        f"reference matched nothing: {ref}"
+                    ),
+                )
             self.resolved[ref] = f"{rtype}/{found[0]}"
         out: Resource = _replace_refs(res, self.resolved)
         return out
@@ -162,8 +190,9 @@ class _Job:
         try:
             bundle = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            self.report.errors.append(f"{f}:{exc.lineno}: JSON không hợp lệ / malformed JSON: "
-                                      f"{exc.msg}")
+            self.report.errors.append(
+                f"{f}:{exc.lineno}: JSON không hợp lệ / malformed JSON: {exc.msg}"
+            )
             return
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             self.report.errors.append(f"{f}:1: resourceType: cần một Bundle / expected a Bundle")
@@ -185,20 +214,28 @@ def _parse_line(f: Path, lineno: int, line: bytes, report: ImportReport) -> Reso
         report.errors.append(f"{f}:{lineno}: JSON không hợp lệ / malformed JSON: {exc}")
         return None
     if not isinstance(res, dict) or res.get("resourceType") not in resource_types():
-        report.errors.append(f"{f}:{lineno}: resourceType: không phải tài nguyên FHIR R4 / not "
-                             "an R4 resource")
+        report.errors.append(
+            f"{f}:{lineno}: resourceType: không phải tài nguyên FHIR R4 / not an R4 resource"
+        )
         return None
     if not isinstance(res.get("id"), str):
-        report.errors.append(f"{f}:{lineno}: {res['resourceType']}.id: thiếu id / NDJSON "
-                             "resources need an id")
+        report.errors.append(
+            f"{f}:{lineno}: {res['resourceType']}.id: thiếu id / NDJSON resources need an id"
+        )
         return None
     return res
 
 
 def _replace_refs(node: Any, resolved: dict[str, str]) -> Any:
     if isinstance(node, dict):
-        return {k: (resolved.get(v, v) if k == "reference" and isinstance(v, str)
-                    else _replace_refs(v, resolved)) for k, v in node.items()}
+        return {
+            k: (
+                resolved.get(v, v)
+                if k == "reference" and isinstance(v, str)
+                else _replace_refs(v, resolved)
+            )
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_replace_refs(v, resolved) for v in node]
     return node
@@ -210,16 +247,22 @@ def _issue(text: str) -> list[Any]:
     return [Issue("not-found", text)]
 
 
-def _current(conn: sa.Connection, keys: list[tuple[str, str]]
-             ) -> dict[tuple[str, str], tuple[int, bool, Resource | None]]:
+def _current(
+    conn: sa.Connection, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, bool, Resource | None]]:
     out: dict[tuple[str, str], tuple[int, bool, Resource | None]] = {}
     by_type: dict[str, list[str]] = {}
     for t, i in keys:
         by_type.setdefault(t, []).append(i)
     for rtype, ids in by_type.items():
-        rows = conn.execute(sa.select(resource.c.id, resource.c.version_id, resource.c.deleted,
-                                      sa.cast(resource.c.content, sa.Text))
-                            .where(resource.c.rtype == rtype, resource.c.id.in_(ids)))
+        rows = conn.execute(
+            sa.select(
+                resource.c.id,
+                resource.c.version_id,
+                resource.c.deleted,
+                sa.cast(resource.c.content, sa.Text),
+            ).where(resource.c.rtype == rtype, resource.c.id.in_(ids))
+        )
         for rid, version, deleted, content in rows:
             out[(rtype, rid)] = (version, deleted, orjson.loads(content) if content else None)
     return out
@@ -241,8 +284,10 @@ def _meta_tags(res: Resource) -> Any:
 
 def _note_refs(res: Resource, seen: set[tuple[str, str]]) -> None:
     for _p, ref in references(res, ""):
-        if "?" not in ref and not ref.startswith(("http:", "https:", "urn:", "#")) and (
-            parts := split_ref(ref)
+        if (
+            "?" not in ref
+            and not ref.startswith(("http:", "https:", "urn:", "#"))
+            and (parts := split_ref(ref))
         ):
             seen.add(parts)
 
@@ -264,17 +309,26 @@ def _stable_ids(bundle: Resource) -> Resource:
         req = e.get("request") if isinstance(e, dict) else None
         full = e.get("fullUrl", "") if isinstance(e, dict) else ""
         res = e.get("resource") if isinstance(e, dict) else None
-        if (isinstance(req, dict) and req.get("method") == "POST" and isinstance(res, dict)
-                and isinstance(full, str) and full.startswith("urn:uuid:")
-                and not req.get("ifNoneExist")):
+        if (
+            isinstance(req, dict)
+            and req.get("method") == "POST"
+            and isinstance(res, dict)
+            and isinstance(full, str)
+            and full.startswith("urn:uuid:")
+            and not req.get("ifNoneExist")
+        ):
             rid = full.removeprefix("urn:uuid:")
-            e = {**e, "request": {**req, "method": "PUT", "url": f"{res.get('resourceType')}/{rid}"}}
+            e = {
+                **e,
+                "request": {**req, "method": "PUT", "url": f"{res.get('resourceType')}/{rid}"},
+            }
         entries.append(e)
     return {**bundle, "entry": entries}
 
 
-def _tally_bundle(bundle: Resource, out: dict[str, Any], report: ImportReport,
-                  seen: set[tuple[str, str]]) -> None:
+def _tally_bundle(
+    bundle: Resource, out: dict[str, Any], report: ImportReport, seen: set[tuple[str, str]]
+) -> None:
     for e in out.get("entry", []):
         status = str(e.get("response", {}).get("status", ""))
         loc = e.get("response", {}).get("location", "")

@@ -58,7 +58,7 @@ def element_types() -> dict[str, dict[str, list[Any]]]:
 
 @cache
 def required_bindings() -> dict[str, frozenset[str]]:
-    """"Patient.gender" → allowed codes, for every enumerable required binding of R4."""
+    """ "Patient.gender" → allowed codes, for every enumerable required binding of R4."""
     return {path: frozenset(b["codes"]) for path, b in _load("bindings.json").items()}
 
 

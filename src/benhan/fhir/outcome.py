@@ -1,10 +1,10 @@
 """Errors as FHIR OperationOutcomes, raised anywhere below HTTP.
 
-    FhirError(status, *issues)        one exception type; the status travels with it
-      ├─ not_found / gone             404 / 410 on read
-      ├─ bad_request / unprocessable  400 / 422 with the path of each problem
-      ├─ conflict / precondition      409 / 412 (version clashes, conditional ambiguity)
-      └─ forbidden / too_large        403 / 413
+FhirError(status, *issues)        one exception type; the status travels with it
+  ├─ not_found / gone             404 / 410 on read
+  ├─ bad_request / unprocessable  400 / 422 with the path of each problem
+  ├─ conflict / precondition      409 / 412 (version clashes, conditional ambiguity)
+  └─ forbidden / too_large        403 / 413
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def info_outcome(text: str) -> dict[str, Any]:
 
 
 def not_found(rtype: str, rid: str) -> FhirError:
-    return FhirError(404, Issue("not-found", f"Không tìm thấy {rtype}/{rid} / {rtype}/{rid} not found"))
+    return FhirError(
+        404, Issue("not-found", f"Không tìm thấy {rtype}/{rid} / {rtype}/{rid} not found")
+    )
 
 
 def gone(rtype: str, rid: str) -> FhirError:

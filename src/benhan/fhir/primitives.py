@@ -53,12 +53,26 @@ def date_range(value: str) -> tuple[int, int] | None:
     year, month, day, hh, mi, ss, frac, tz = m.groups()
     try:
         zone = _zone(tz)
-        start = datetime(int(year), int(month or 1), int(day or 1), int(hh or 0), int(mi or 0),
-                         int(ss or 0), int(round(float(frac) * 1e6)) if frac else 0, tzinfo=zone)
+        start = datetime(
+            int(year),
+            int(month or 1),
+            int(day or 1),
+            int(hh or 0),
+            int(mi or 0),
+            int(ss or 0),
+            round(float(frac) * 1e6) if frac else 0,
+            tzinfo=zone,
+        )
     except ValueError:
         return None
-    end = _next(start, year=month is None, month=day is None, day=hh is None,
-                minute=ss is None and hh is not None, second=ss is not None and frac is None)
+    end = _next(
+        start,
+        year=month is None,
+        month=day is None,
+        day=hh is None,
+        minute=ss is None and hh is not None,
+        second=ss is not None and frac is None,
+    )
     if frac:
         end = start + timedelta(microseconds=1)
     return micros(start), micros(end) - 1
@@ -73,8 +87,9 @@ def _zone(tz: str | None) -> timezone:
     return timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
 
 
-def _next(start: datetime, *, year: bool, month: bool, day: bool, minute: bool,
-          second: bool) -> datetime:
+def _next(
+    start: datetime, *, year: bool, month: bool, day: bool, minute: bool, second: bool
+) -> datetime:
     if year:
         return start.replace(year=start.year + 1)
     if month:

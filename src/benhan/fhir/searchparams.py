@@ -153,11 +153,17 @@ def _references(node: Node) -> Iterator[Row]:
 
 def _quantities(node: Node) -> Iterator[Row]:
     v = node.value
-    if isinstance(v, dict) and isinstance(v.get("value"), int | float) and not isinstance(
-        v.get("value"), bool
+    if (
+        isinstance(v, dict)
+        and isinstance(v.get("value"), int | float)
+        and not isinstance(v.get("value"), bool)
     ):
-        yield {"value": float(v["value"]), "system": v.get("system"), "code": v.get("code"),
-               "unit": v.get("unit")}
+        yield {
+            "value": float(v["value"]),
+            "system": v.get("system"),
+            "code": v.get("code"),
+            "unit": v.get("unit"),
+        }
 
 
 def _numbers(node: Node) -> Iterator[Row]:

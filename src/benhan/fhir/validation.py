@@ -27,7 +27,12 @@ DATE_RE = re.compile(rb'"(\d{4})-(\d{2})-(\d{2})')
 def check(resource: Any) -> list[Issue]:
     """Every problem with one resource, each with its path; empty when it is valid."""
     if not isinstance(resource, dict):
-        return [Issue("structure", "Tài nguyên phải là một đối tượng JSON / Resource must be a JSON object")]
+        return [
+            Issue(
+                "structure",
+                "Tài nguyên phải là một đối tượng JSON / Resource must be a JSON object",
+            )
+        ]
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str) or rtype not in resource_types():
         msg = f"resourceType không hợp lệ: {rtype!r} / unknown resourceType {rtype!r}"
@@ -118,7 +123,9 @@ def _binding_issue(code: Any, element: str, path: str) -> Issue:
     from benhan.fhir.definitions import binding_value_sets
 
     vs = binding_value_sets()[element]
-    return Issue("code-invalid", f"Mã {code!r} không thuộc {vs} / code {code!r} is not in {vs}", path)
+    return Issue(
+        "code-invalid", f"Mã {code!r} không thuộc {vs} / code {code!r} is not in {vs}", path
+    )
 
 
 def _calendar(resource: Resource, rtype: str) -> list[Issue]:

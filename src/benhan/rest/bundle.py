@@ -19,7 +19,7 @@ from benhan.fhir.outcome import FhirError, Issue, bad_request
 from benhan.fhir.primitives import split_ref
 from benhan.rest import render
 from benhan.rest.message import Request, Response
-from benhan.rest.router import Context, match, dispatch
+from benhan.rest.router import Context, dispatch, match
 from benhan.store.repository import Write, new_id
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -50,8 +50,11 @@ def process(ctx: Context, bundle: Any) -> dict[str, Any]:
         raise bad_request("Cần một Bundle / expected a Bundle", "Bundle")
     kind = bundle.get("type")
     if kind not in ("transaction", "batch"):
-        raise bad_request(f"Bundle.type phải là transaction hoặc batch / Bundle.type must be "
-                          f"transaction or batch, got {kind!r}", "Bundle.type")
+        raise bad_request(
+            f"Bundle.type phải là transaction hoặc batch / Bundle.type must be "
+            f"transaction or batch, got {kind!r}",
+            "Bundle.type",
+        )
     entries = _entries(bundle)
     if kind == "batch":
         return _batch(ctx, entries)
@@ -61,21 +64,35 @@ def process(ctx: Context, bundle: Any) -> dict[str, Any]:
 def _entries(bundle: Resource) -> list[Entry]:
     raw = bundle.get("entry", [])
     if not isinstance(raw, list):
-        raise bad_request("Bundle.entry phải là mảng / Bundle.entry must be an array", "Bundle.entry")
+        raise bad_request(
+            "Bundle.entry phải là mảng / Bundle.entry must be an array", "Bundle.entry"
+        )
     issues, out = [], []
     for i, e in enumerate(raw):
         req = e.get("request") if isinstance(e, dict) else None
         method = req.get("method") if isinstance(req, dict) else None
         url = req.get("url") if isinstance(req, dict) else None
         if method not in ORDER or not isinstance(url, str) or not url:
-            issues.append(Issue("required", "Thiếu request.method/url hợp lệ / entry needs a valid "
-                                "request.method and request.url", f"Bundle.entry[{i}].request"))
+            issues.append(
+                Issue(
+                    "required",
+                    "Thiếu request.method/url hợp lệ / entry needs a valid "
+                    "request.method and request.url",
+                    f"Bundle.entry[{i}].request",
+                )
+            )
             continue
         res = e.get("resource")
         if method in ("POST", "PUT") and not isinstance(res, dict):
-            issues.append(Issue("required", "Thiếu resource / entry needs a resource",
-                                f"Bundle.entry[{i}].resource"))
+            issues.append(
+                Issue(
+                    "required",
+                    "Thiếu resource / entry needs a resource",
+                    f"Bundle.entry[{i}].resource",
+                )
+            )
             continue
+        assert isinstance(req, dict)
         out.append(Entry(i, method, url.lstrip("/"), e.get("fullUrl"), res, req))
     if issues:
         raise FhirError(400, *issues)
@@ -132,8 +149,11 @@ def _body_type(e: Entry, rtype: str) -> None:
     if rtype not in resource_types():
         raise bad_request(f"Loại tài nguyên không hợp lệ / unknown resource type {rtype!r}")
     if e.resource is not None and e.resource.get("resourceType") != rtype:
-        raise bad_request(f"resourceType không khớp request.url / resourceType does not match "
-                          f"request.url {e.url!r}", "resourceType")
+        raise bad_request(
+            f"resourceType không khớp request.url / resourceType does not match "
+            f"request.url {e.url!r}",
+            "resourceType",
+        )
 
 
 def _rewrite_references(ctx: Context, plan: Plan) -> None:
@@ -150,18 +170,26 @@ def _resolve(ctx: Context, plan: Plan, ref: str, cache: dict[str, str]) -> str:
     if ref in plan.ids:
         return plan.ids[ref]
     if ref.startswith("urn:uuid:") or ref.startswith("urn:oid:"):
-        raise bad_request(f"Tham chiếu {ref} không trỏ tới entry nào / reference {ref} matches no "
-                          "entry's fullUrl")
+        raise bad_request(
+            f"Tham chiếu {ref} không trỏ tới entry nào / reference {ref} matches no entry's fullUrl"
+        )
     if "?" in ref and not ref.startswith(("http:", "https:")):
         if ref not in cache:
             rtype = ref.split("?", 1)[0]
             if rtype not in resource_types():
-                raise bad_request(f"Tham chiếu điều kiện không hợp lệ / bad conditional reference "
-                                  f"{ref!r}")
+                raise bad_request(
+                    f"Tham chiếu điều kiện không hợp lệ / bad conditional reference {ref!r}"
+                )
             found = match(ctx, rtype, ref)
             if not found:
-                raise FhirError(404, Issue("not-found", f"Tham chiếu điều kiện không khớp / "
-                                           f"conditional reference matched nothing: {ref}"))
+                raise FhirError(
+                    404,
+                    Issue(
+                        "not-found",
+                        f"Tham chiếu điều kiện không khớp / "
+                        f"conditional reference matched nothing: {ref}",
+                    ),
+                )
             cache[ref] = f"{rtype}/{found[0]}"
         return cache[ref]
     return ref
@@ -188,8 +216,10 @@ def _check_unique_targets(plan: Plan) -> None:
         if key is None or e.existing:
             continue
         if key in seen:
-            raise bad_request(f"{key[0]}/{key[1]} xuất hiện hai lần trong giao dịch / appears twice "
-                              "in the transaction")
+            raise bad_request(
+                f"{key[0]}/{key[1]} xuất hiện hai lần trong giao dịch / appears twice "
+                "in the transaction"
+            )
         seen.add(key)  # type: ignore[arg-type]
 
 
@@ -205,27 +235,44 @@ def _write_all(ctx: Context, plan: Plan) -> None:
         if e.method == "POST":
             w = repo.prepare(body, "POST", known=known)
         else:
-            w = repo.prepare_update(e.target[0], e.target[1], body, e.request.get("ifMatch"),
-                                    "PUT", known)
+            w = repo.prepare_update(
+                e.target[0], e.target[1], body, e.request.get("ifMatch"), "PUT", known
+            )
         writes.append((e, w))
-    repo.check_references([(w.resource, f"Bundle.entry[{e.index}].resource")
-                           for e, w in writes], known)
+    repo.check_references(
+        [(w.resource, f"Bundle.entry[{e.index}].resource") for e, w in writes], known
+    )
     for (e, w), s in zip(writes, repo.flush([w for _e, w in writes]), strict=True):
-        e.response = Response(201 if w.created else 200, None,
-                              location=f"{s.rtype}/{s.id}/_history/{s.version_id}",
-                              etag=render.etag(s.version_id), last_modified=s.last_updated)
+        e.response = Response(
+            201 if w.created else 200,
+            None,
+            location=f"{s.rtype}/{s.id}/_history/{s.version_id}",
+            etag=render.etag(s.version_id),
+            last_modified=s.last_updated,
+        )
     for e in plan.entries:
         if e.existing and e.target:
             s = repo.read(*e.target)
-            e.response = Response(200, None, location=f"{s.rtype}/{s.id}/_history/{s.version_id}",
-                                  etag=render.etag(s.version_id), last_modified=s.last_updated)
+            e.response = Response(
+                200,
+                None,
+                location=f"{s.rtype}/{s.id}/_history/{s.version_id}",
+                etag=render.etag(s.version_id),
+                last_modified=s.last_updated,
+            )
 
 
 def _request(e: Entry) -> Request:
     path, _, qs = e.url.partition("?")
-    headers = {k.lower(): v for k, v in (("If-Match", e.request.get("ifMatch")),
-                                         ("If-None-Exist", e.request.get("ifNoneExist")),
-                                         ("If-None-Match", e.request.get("ifNoneMatch"))) if v}
+    headers = {
+        k.lower(): v
+        for k, v in (
+            ("If-Match", e.request.get("ifMatch")),
+            ("If-None-Exist", e.request.get("ifNoneExist")),
+            ("If-None-Match", e.request.get("ifNoneMatch")),
+        )
+        if v
+    }
     return Request(e.method, path, parse_qsl(qs, keep_blank_values=True), e.resource, headers)
 
 
@@ -236,8 +283,11 @@ def _located(err: FhirError, plan: Plan, entries: list[Entry]) -> FhirError:
         path = i.path
         if path and not path.startswith("Bundle."):
             idx = _entry_for(path, entries)
-            path = f"Bundle.entry[{idx}].resource{path[path.find('.'):] if '.' in path else ''}" \
-                if idx is not None else path
+            path = (
+                f"Bundle.entry[{idx}].resource{path[path.find('.') :] if '.' in path else ''}"
+                if idx is not None
+                else path
+            )
         issues.append(Issue(i.code, i.text, path, i.severity))
     return FhirError(err.status, *issues)
 
@@ -271,8 +321,11 @@ def _response_bundle(ctx: Context, entries: list[Entry], kind: str) -> dict[str,
     for e in sorted(entries, key=lambda e: e.index):
         r = e.response or Response(200)
         resp: dict[str, Any] = {"status": str(r.status)}
-        for key, value in (("location", r.location), ("etag", r.etag),
-                           ("lastModified", r.last_modified)):
+        for key, value in (
+            ("location", r.location),
+            ("etag", r.etag),
+            ("lastModified", r.last_modified),
+        ):
             if value:
                 resp[key] = value
         entry: dict[str, Any] = {"response": resp}

@@ -10,10 +10,30 @@ from benhan import __version__
 from benhan.fhir.definitions import resource_types
 from benhan.store.search import supported_params
 
-INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance",
-                "history-type", "create", "search-type"]
-RESULT_PARAMS = frozenset({"_include", "_revinclude", "_sort", "_count", "_offset", "_total",
-                           "_summary", "_elements", "_has"})
+INTERACTIONS = [
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+]
+RESULT_PARAMS = frozenset(
+    {
+        "_include",
+        "_revinclude",
+        "_sort",
+        "_count",
+        "_offset",
+        "_total",
+        "_summary",
+        "_elements",
+        "_has",
+    }
+)
 
 
 def capability_statement(base: str) -> dict[str, Any]:
@@ -37,13 +57,27 @@ def _rest() -> dict[str, Any]:
     return {
         "mode": "server",
         "resource": [_resource(t) for t in sorted(resource_types())],
-        "interaction": [{"code": c} for c in ("transaction", "batch", "search-system",
-                                              "history-system")],
-        "searchParam": [_param(c, t) for c, t in (("_id", "token"), ("_lastUpdated", "date"),
-                                                   ("_tag", "token"), ("_type", "token"))],
+        "interaction": [
+            {"code": c} for c in ("transaction", "batch", "search-system", "history-system")
+        ],
+        "searchParam": [
+            _param(c, t)
+            for c, t in (
+                ("_id", "token"),
+                ("_lastUpdated", "date"),
+                ("_tag", "token"),
+                ("_type", "token"),
+            )
+        ],
         "operation": [
-            {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
-            {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
+            {
+                "name": "validate",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            },
+            {
+                "name": "export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+            },
         ],
     }
 
@@ -61,17 +95,26 @@ def _resource(rtype: str) -> dict[str, Any]:
         "conditionalDelete": "single",
         "searchInclude": [f"{rtype}:*"],
         "searchRevInclude": ["*"],
-        "searchParam": [_param(c, t) for c, t in supported_params(rtype)
-                        if c not in RESULT_PARAMS],
+        "searchParam": [_param(c, t) for c, t in supported_params(rtype) if c not in RESULT_PARAMS],
     }
     if rtype == "Patient":
         out["operation"] = [
-            {"name": "everything",
-             "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
-            {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"},
+            {
+                "name": "everything",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+            },
+            {
+                "name": "export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+            },
         ]
     if rtype == "Group":
-        out["operation"] = [{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}]
+        out["operation"] = [
+            {
+                "name": "export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+            }
+        ]
     return out
 
 

@@ -1,4 +1,4 @@
-"""A FHIR interaction as plain data: what the HTTP layer and Bundle entries both hand to the router."""
+"""A FHIR interaction as plain data, handed to the router by HTTP routes and Bundle entries."""
 
 from __future__ import annotations
 

@@ -12,8 +12,10 @@ from benhan.fhir.primitives import from_micros, instant
 from benhan.store.history import Version
 from benhan.store.repository import Saved
 
-SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-             "code": "SUBSETTED"}
+SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+}
 ALWAYS = frozenset({"resourceType", "id", "meta"})
 
 
@@ -39,7 +41,7 @@ def trim(content: bytes, summary: str | None, elements: list[str]) -> Any:
     elif summary == "text":
         keep = ALWAYS | {"text"} | _mandatory(res, defs)
     else:  # data
-        keep = set(res) - {"text"}
+        keep = frozenset(res) - {"text"}
     out = {k: v for k, v in res.items() if k in keep}
     meta = dict(out.get("meta") or {})
     meta["tag"] = [*meta.get("tag", []), SUBSETTED]
@@ -57,16 +59,25 @@ def _element(key: str, defs: dict[str, list[Any]]) -> list[Any]:
 
 
 def _json_keys(res: Resource, names: set[str]) -> set[str]:
-    return {k for k in res if k in names or any(k.startswith(n) and k[len(n):][:1].isupper()
-                                                for n in names)}
+    return {
+        k
+        for k in res
+        if k in names or any(k.startswith(n) and k[len(n) :][:1].isupper() for n in names)
+    }
 
 
 def _mandatory(res: Resource, defs: dict[str, list[Any]]) -> set[str]:
     return {k for k in res if _element(k, defs)[3]}
 
 
-def searchset(base: str, path: str, query: list[tuple[str, str]], result: Any, req: Any,
-              issues: Resource | None) -> dict[str, Any]:
+def searchset(
+    base: str,
+    path: str,
+    query: list[tuple[str, str]],
+    result: Any,
+    req: Any,
+    issues: Resource | None,
+) -> dict[str, Any]:
     """A searchset Bundle with self/next/previous links that replay the same search."""
     entries = [_entry(base, r, "match", req) for r in result.matches]
     entries += [_entry(base, r, "include", req) for r in result.included]
@@ -82,12 +93,16 @@ def searchset(base: str, path: str, query: list[tuple[str, str]], result: Any, r
 
 def _entry(base: str, row: tuple[str, str, bytes], mode: str, req: Any) -> dict[str, Any]:
     rtype, rid, content = row
-    return {"fullUrl": full_url(base, rtype, rid),
-            "resource": trim(content, req.summary, req.elements), "search": {"mode": mode}}
+    return {
+        "fullUrl": full_url(base, rtype, rid),
+        "resource": trim(content, req.summary, req.elements),
+        "search": {"mode": mode},
+    }
 
 
-def _links(base: str, path: str, query: list[tuple[str, str]], offset: int, count: int,
-           has_next: bool) -> list[dict[str, str]]:
+def _links(
+    base: str, path: str, query: list[tuple[str, str]], offset: int, count: int, has_next: bool
+) -> list[dict[str, str]]:
     kept = [(k, v) for k, v in query if k not in ("_offset", "_count")]
 
     def url(at: int) -> str:
@@ -102,8 +117,15 @@ def _links(base: str, path: str, query: list[tuple[str, str]], offset: int, coun
     return links
 
 
-def history_bundle(base: str, path: str, query: list[tuple[str, str]], versions: list[Version],
-                   total: int, offset: int, count: int) -> dict[str, Any]:
+def history_bundle(
+    base: str,
+    path: str,
+    query: list[tuple[str, str]],
+    versions: list[Version],
+    total: int,
+    offset: int,
+    count: int,
+) -> dict[str, Any]:
     entries = []
     for v in versions:
         entry: dict[str, Any] = {"fullUrl": full_url(base, v.rtype, v.id)}
@@ -112,15 +134,20 @@ def history_bundle(base: str, path: str, query: list[tuple[str, str]], versions:
         url = v.rtype if v.method == "POST" else f"{v.rtype}/{v.id}"
         entry["request"] = {"method": v.method, "url": url}
         entry["response"] = {
-            "status": "201 Created" if v.method == "POST" else ("204 No Content" if v.deleted
-                                                              else "200 OK"),
+            "status": "201 Created"
+            if v.method == "POST"
+            else ("204 No Content" if v.deleted else "200 OK"),
             "etag": etag(v.version_id),
             "lastModified": instant(from_micros(v.last_updated)),
         }
         entries.append(entry)
-    return {"resourceType": "Bundle", "type": "history", "total": total,
-            "link": _links(base, path, query, offset, count, offset + count < total),
-            "entry": entries}
+    return {
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": total,
+        "link": _links(base, path, query, offset, count, offset + count < total),
+        "entry": entries,
+    }
 
 
 def saved_headers(s: Saved) -> dict[str, str]:

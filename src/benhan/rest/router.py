@@ -44,17 +44,25 @@ def dispatch(ctx: Context, req: Request) -> Response:
     if parts and parts[-1].startswith("$"):
         return _operation(ctx, req, parts)
     if parts and parts[0] not in resource_types() and parts[0] not in ("_history", "_search"):
-        raise FhirError(404, Issue("not-supported", f"Loại tài nguyên không hỗ trợ / unknown "
-                                   f"resource type {parts[0]!r}", "url"))
+        raise FhirError(
+            404,
+            Issue(
+                "not-supported",
+                f"Loại tài nguyên không hỗ trợ / unknown resource type {parts[0]!r}",
+                "url",
+            ),
+        )
     handler = _ROUTES.get((req.method, _shape(parts)))
     if handler is None:
-        raise FhirError(405, Issue("not-supported", f"{req.method} /{req.path} không được hỗ trợ"
-                                   f" / not supported"))
+        raise FhirError(
+            405,
+            Issue("not-supported", f"{req.method} /{req.path} không được hỗ trợ / not supported"),
+        )
     return handler(ctx, req, parts)
 
 
 def _shape(parts: list[str]) -> str:
-    """"Patient/1/_history/2" → "T/I/_history/V"; the route table is keyed by these shapes."""
+    """ "Patient/1/_history/2" → "T/I/_history/V"; the route table is keyed by these shapes."""
     shape = []
     for i, p in enumerate(parts):
         if p in ("_history", "_search"):
@@ -67,8 +75,9 @@ def _shape(parts: list[str]) -> str:
 def _operation(ctx: Context, req: Request, parts: list[str]) -> Response:
     op = ctx.operations.get(parts[-1])
     if op is None:
-        raise FhirError(404, Issue("not-supported", f"Thao tác không hỗ trợ / unknown operation "
-                                   f"{parts[-1]}"))
+        raise FhirError(
+            404, Issue("not-supported", f"Thao tác không hỗ trợ / unknown operation {parts[-1]}")
+        )
     if parts[:-1] and parts[0] not in resource_types():
         raise bad_request(f"Loại tài nguyên không hợp lệ / unknown resource type {parts[0]!r}")
     return op(ctx, req, parts[:-1])
@@ -121,8 +130,10 @@ def search(ctx: Context, req: Request, parts: list[str]) -> Response:
     result = run_search(ctx.conn, sreq)
     issues = None
     if sreq.ignored:
-        issues = info_outcome("Bỏ qua tham số không hỗ trợ / ignored unsupported parameters: "
-                              + ", ".join(sreq.ignored))
+        issues = info_outcome(
+            "Bỏ qua tham số không hỗ trợ / ignored unsupported parameters: "
+            + ", ".join(sreq.ignored)
+        )
     path = rtype or ""
     return Response(200, render.searchset(ctx.base, path, query, result, sreq, issues))
 
@@ -134,8 +145,9 @@ def history_of(ctx: Context, req: Request, parts: list[str]) -> Response:
         ctx.repo.current_version(rtype, rid) or _raise(not_found(rtype, rid))
     count, offset, since = _history_params(req.query)
     versions, total = history(ctx.conn, rtype, rid, since=since, count=count, offset=offset)
-    body = render.history_bundle(ctx.base, "/".join(parts), req.query, versions, total, offset,
-                                 count)
+    body = render.history_bundle(
+        ctx.base, "/".join(parts), req.query, versions, total, offset, count
+    )
     return Response(200, body)
 
 
@@ -144,14 +156,19 @@ def _history_params(query: list[tuple[str, str]]) -> tuple[int, int, int | None]
     for k, v in query:
         if k in ("_count", "_offset"):
             if not v.isdigit():
-                raise bad_request(f"{k} phải là số nguyên không âm / {k} must be a non-negative "
-                                  f"integer, got {v!r}", k)
+                raise bad_request(
+                    f"{k} phải là số nguyên không âm / {k} must be a non-negative "
+                    f"integer, got {v!r}",
+                    k,
+                )
             count, offset = (min(int(v), 1000), offset) if k == "_count" else (count, int(v))
         elif k == "_since":
             r = date_range(v)
             if r is None:
-                raise bad_request(f"_since không phải ngày giờ hợp lệ / _since is not a valid "
-                                  f"instant: {v!r}", "_since")
+                raise bad_request(
+                    f"_since không phải ngày giờ hợp lệ / _since is not a valid instant: {v!r}",
+                    "_since",
+                )
             since = r[0]
         elif k not in HTTP_ONLY and k != "_at":
             raise bad_request(f"Tham số lịch sử không hỗ trợ / unsupported history parameter {k}")
@@ -187,8 +204,9 @@ def conditional_update(ctx: Context, req: Request, parts: list[str]) -> Response
         rid = body.get("id")
         s = ctx.repo.update(parts[0], rid, body) if rid else ctx.repo.create(body)
         return _resource(s, 201, req)
-    s = ctx.repo.update(parts[0], found[0], {**body, "id": found[0]},
-                        if_match=req.header("if-match"))
+    s = ctx.repo.update(
+        parts[0], found[0], {**body, "id": found[0]}, if_match=req.header("if-match")
+    )
     return _resource(s, 200, req)
 
 
@@ -197,12 +215,19 @@ def patch(ctx: Context, req: Request, parts: list[str]) -> Response:
     rid = parts[1] if len(parts) > 1 else _single(ctx, parts[0], req.query)
     current = ctx.repo.read(parts[0], rid)
     if not isinstance(req.body, list):
-        raise bad_request("PATCH cần một JSON Patch (mảng thao tác) / PATCH needs a JSON Patch "
-                          "array")
+        raise bad_request(
+            "PATCH cần một JSON Patch (mảng thao tác) / PATCH needs a JSON Patch array"
+        )
     try:
         patched = jsonpatch.apply_patch(current.resource, req.body)
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError,
-            KeyError, IndexError, ValueError) as exc:
+    except (
+        jsonpatch.JsonPatchException,
+        jsonpatch.JsonPointerException,
+        TypeError,
+        KeyError,
+        IndexError,
+        ValueError,
+    ) as exc:
         raise bad_request(f"JSON Patch không áp dụng được / patch failed: {exc}") from None
     if not isinstance(patched, dict) or patched.get("id") != rid:
         raise bad_request("Patch không được đổi id / a patch may not change the id", "id")
@@ -239,8 +264,9 @@ def match(ctx: Context, rtype: str, criteria: str | list[tuple[str, str]]) -> li
     sreq.total = "none"
     ids = [rid for _t, rid, _c in run_search(ctx.conn, sreq).matches]
     if len(ids) > 1:
-        raise precondition("Điều kiện khớp nhiều tài nguyên / conditional criteria matched more "
-                           "than one resource")
+        raise precondition(
+            "Điều kiện khớp nhiều tài nguyên / conditional criteria matched more than one resource"
+        )
     return ids
 
 
@@ -260,11 +286,16 @@ def _parse_query(criteria: str) -> list[tuple[str, str]]:
 def _body(req: Request, rtype: str) -> dict[str, Any]:
     body = req.body
     if not isinstance(body, dict):
-        raise bad_request("Nội dung phải là một tài nguyên FHIR (đối tượng JSON) / body must be a "
-                          "FHIR resource (a JSON object)")
+        raise bad_request(
+            "Nội dung phải là một tài nguyên FHIR (đối tượng JSON) / body must be a "
+            "FHIR resource (a JSON object)"
+        )
     if body.get("resourceType") != rtype:
-        raise bad_request(f"resourceType {body.get('resourceType')!r} không khớp URL ({rtype}) / "
-                          f"resourceType does not match the URL", "resourceType")
+        raise bad_request(
+            f"resourceType {body.get('resourceType')!r} không khớp URL ({rtype}) / "
+            f"resourceType does not match the URL",
+            "resourceType",
+        )
     return body
 
 
@@ -276,8 +307,13 @@ def _resource(s: Saved, status: int, req: Request | None = None) -> Response:
         body = None
     elif prefer == "OperationOutcome":
         body = info_outcome(f"Đã lưu / stored {loc}")
-    return Response(status, body, location=loc if status == 201 or req else None,
-                    etag=render.etag(s.version_id), last_modified=s.last_updated)
+    return Response(
+        status,
+        body,
+        location=loc if status == 201 or req else None,
+        etag=render.etag(s.version_id),
+        last_modified=s.last_updated,
+    )
 
 
 def _raise(err: FhirError) -> Any:

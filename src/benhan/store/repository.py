@@ -68,9 +68,12 @@ class Repo:
     def read(self, rtype: str, rid: str) -> Saved:
         """http://hl7.org/fhir/R4/http.html#read: 404 if never existed, 410 if deleted."""
         row = self.conn.execute(
-            sa.select(resource.c.version_id, resource.c.last_updated, resource.c.deleted,
-                      sa.cast(resource.c.content, sa.Text))
-            .where(resource.c.rtype == rtype, resource.c.id == rid)
+            sa.select(
+                resource.c.version_id,
+                resource.c.last_updated,
+                resource.c.deleted,
+                sa.cast(resource.c.content, sa.Text),
+            ).where(resource.c.rtype == rtype, resource.c.id == rid)
         ).first()
         if row is None:
             raise not_found(rtype, rid)
@@ -83,10 +86,15 @@ class Repo:
         if not vid.isdigit():
             raise not_found(f"{rtype}/{rid}/_history", vid)
         row = self.conn.execute(
-            sa.select(resource_version.c.last_updated, resource_version.c.deleted,
-                      sa.cast(resource_version.c.content, sa.Text))
-            .where(resource_version.c.rtype == rtype, resource_version.c.id == rid,
-                   resource_version.c.version_id == int(vid))
+            sa.select(
+                resource_version.c.last_updated,
+                resource_version.c.deleted,
+                sa.cast(resource_version.c.content, sa.Text),
+            ).where(
+                resource_version.c.rtype == rtype,
+                resource_version.c.id == rid,
+                resource_version.c.version_id == int(vid),
+            )
         ).first()
         if row is None:
             raise not_found(f"{rtype}/{rid}/_history", vid)
@@ -96,8 +104,9 @@ class Repo:
 
     def current_version(self, rtype: str, rid: str) -> tuple[int, bool] | None:
         row = self.conn.execute(
-            sa.select(resource.c.version_id, resource.c.deleted)
-            .where(resource.c.rtype == rtype, resource.c.id == rid)
+            sa.select(resource.c.version_id, resource.c.deleted).where(
+                resource.c.rtype == rtype, resource.c.id == rid
+            )
         ).first()
         return (row.version_id, row.deleted) if row else None
 
@@ -110,8 +119,10 @@ class Repo:
         for rtype, ids in by_type.items():
             for i in range(0, len(ids), CHUNK):
                 q = sa.select(resource.c.id).where(
-                    resource.c.rtype == rtype, resource.c.id.in_(ids[i : i + CHUNK]),
-                    resource.c.deleted.is_(False))
+                    resource.c.rtype == rtype,
+                    resource.c.id.in_(ids[i : i + CHUNK]),
+                    resource.c.deleted.is_(False),
+                )
                 found.update((rtype, r) for r in self.conn.scalars(q))
         return found
 
@@ -123,14 +134,28 @@ class Repo:
         res["id"] = new_id()
         return self.flush([self.prepare(res, "POST", known=known)])[0]
 
-    def update(self, rtype: str, rid: str, res: Resource, *, if_match: str | None = None,
-               known: set[tuple[str, str]] | None = None) -> Saved:
+    def update(
+        self,
+        rtype: str,
+        rid: str,
+        res: Resource,
+        *,
+        if_match: str | None = None,
+        known: set[tuple[str, str]] | None = None,
+    ) -> Saved:
         """http://hl7.org/fhir/R4/http.html#update: update, or create with the client's id."""
         _check_body_id(res, rtype, rid)
         return self.flush([self.prepare_update(rtype, rid, res, if_match, "PUT", known)])[0]
 
-    def prepare_update(self, rtype: str, rid: str, res: Resource, if_match: str | None,
-                       method: str, known: set[tuple[str, str]] | None) -> Write:
+    def prepare_update(
+        self,
+        rtype: str,
+        rid: str,
+        res: Resource,
+        if_match: str | None,
+        method: str,
+        known: set[tuple[str, str]] | None,
+    ) -> Write:
         current = self.current_version(rtype, rid)
         if if_match is not None:
             expected = parse_etag(if_match)
@@ -138,11 +163,17 @@ class Repo:
                 have = "none" if current is None or current[1] else f'W/"{current[0]}"'
                 raise precondition(
                     f"Phiên bản đã thay đổi (hiện tại {have}, gửi {if_match}) / "
-                    f"version conflict: current is {have}, If-Match was {if_match}")
+                    f"version conflict: current is {have}, If-Match was {if_match}"
+                )
         res = dict(res)
         res["id"] = rid
-        return self.prepare(res, method, version=(current[0] + 1) if current else 1,
-                            created=current is None or current[1], known=known)
+        return self.prepare(
+            res,
+            method,
+            version=(current[0] + 1) if current else 1,
+            created=current is None or current[1],
+            known=known,
+        )
 
     def delete(self, rtype: str, rid: str) -> int | None:
         """http://hl7.org/fhir/R4/http.html#delete: idempotent; returns the deletion version."""
@@ -153,16 +184,35 @@ class Repo:
         at = now()
         us = micros(at)
         self.conn.execute(
-            resource.update().where(resource.c.rtype == rtype, resource.c.id == rid)
-            .values(version_id=version, last_updated=us, deleted=True, content=None))
-        self.conn.execute(resource_version.insert().values(
-            rtype=rtype, id=rid, version_id=version, last_updated=us, method="DELETE",
-            deleted=True, content=None, facility=self.facility, patient_key=None))
+            resource.update()
+            .where(resource.c.rtype == rtype, resource.c.id == rid)
+            .values(version_id=version, last_updated=us, deleted=True, content=None)
+        )
+        self.conn.execute(
+            resource_version.insert().values(
+                rtype=rtype,
+                id=rid,
+                version_id=version,
+                last_updated=us,
+                method="DELETE",
+                deleted=True,
+                content=None,
+                facility=self.facility,
+                patient_key=None,
+            )
+        )
         self._drop_index_rows([(rtype, rid)])
         return version
 
-    def prepare(self, res: Resource, method: str, *, version: int = 1, created: bool = True,
-                known: set[tuple[str, str]] | None = None) -> Write:
+    def prepare(
+        self,
+        res: Resource,
+        method: str,
+        *,
+        version: int = 1,
+        created: bool = True,
+        known: set[tuple[str, str]] | None = None,
+    ) -> Write:
         """Validate and index one resource; nothing is written until flush().
 
         known=None checks references now; a set (possibly empty) of (type, id) pairs that the same
@@ -191,46 +241,62 @@ class Repo:
         new = [s for s, w in zip(saved, writes, strict=True) if w.created]
         old = [s for s, w in zip(saved, writes, strict=True) if not w.created]
         self._upsert_current(writes, new, old)
-        self._drop_index_rows([(s.rtype, s.id) for s, w in zip(saved, writes, strict=True)
-                               if w.version_id > 1])
+        self._drop_index_rows(
+            [(s.rtype, s.id) for s, w in zip(saved, writes, strict=True) if w.version_id > 1]
+        )
         self._insert_index_rows(writes)
         return saved
 
     def _version_row(self, w: Write) -> Saved:
         rtype, rid = w.resource["resourceType"], w.resource["id"]
         content = orjson.dumps(w.resource)
-        return Saved(rtype, rid, w.version_id, w.resource["meta"]["lastUpdated"], content,
-                     created=w.created)
+        return Saved(
+            rtype, rid, w.version_id, w.resource["meta"]["lastUpdated"], content, created=w.created
+        )
 
     def _upsert_current(self, writes: list[Write], new: list[Saved], old: list[Saved]) -> None:
         by_id = {(w.resource["resourceType"], w.resource["id"]): w for w in writes}
         all_rows = [self._row(s, by_id[(s.rtype, s.id)]) for s in [*new, *old]]
-        content = sa.bindparam("content", type_=sa.Text)
+        content: sa.ColumnElement[Any] = sa.bindparam("content", type_=sa.Text)
         if self._is_pg:
             content = sa.cast(content, resource.c.content.type)
         self.conn.execute(
             resource_version.insert().values(content=content),
-            [{**r, "method": by_id[(r["rtype"], r["id"])].method} for r in all_rows])
+            [{**r, "method": by_id[(r["rtype"], r["id"])].method} for r in all_rows],
+        )
         fresh = [r for r in all_rows if by_id[(r["rtype"], r["id"])].version_id == 1]
         if fresh:
-            self.conn.execute(resource.insert().values(content=content),
-                              [{k: v for k, v in r.items()} for r in fresh])
+            self.conn.execute(
+                resource.insert().values(content=content),
+                [{k: v for k, v in r.items()} for r in fresh],
+            )
         stale = [r for r in all_rows if by_id[(r["rtype"], r["id"])].version_id > 1]
         if stale:
             self.conn.execute(
                 resource.update()
-                .where(resource.c.rtype == sa.bindparam("b_rtype"),
-                       resource.c.id == sa.bindparam("b_id"))
-                .values(version_id=sa.bindparam("version_id"), content=content,
-                        last_updated=sa.bindparam("last_updated"), deleted=False,
-                        patient_key=sa.bindparam("patient_key")),
-                [{**r, "b_rtype": r["rtype"], "b_id": r["id"]} for r in stale])
+                .where(
+                    resource.c.rtype == sa.bindparam("b_rtype"),
+                    resource.c.id == sa.bindparam("b_id"),
+                )
+                .values(
+                    version_id=sa.bindparam("version_id"),
+                    content=content,
+                    last_updated=sa.bindparam("last_updated"),
+                    deleted=False,
+                    patient_key=sa.bindparam("patient_key"),
+                ),
+                [{**r, "b_rtype": r["rtype"], "b_id": r["id"]} for r in stale],
+            )
 
     def _row(self, s: Saved, w: Write) -> dict[str, Any]:
         return {
-            "rtype": s.rtype, "id": s.id, "version_id": s.version_id,
-            "last_updated": micros_of(s.last_updated), "deleted": False,
-            "content": s.content.decode(), "facility": self.facility,
+            "rtype": s.rtype,
+            "id": s.id,
+            "version_id": s.version_id,
+            "last_updated": micros_of(s.last_updated),
+            "deleted": False,
+            "content": s.content.decode(),
+            "facility": self.facility,
             "patient_key": w.patient_key,
         }
 
@@ -240,15 +306,24 @@ class Repo:
         params = [{"k_rtype": t, "k_id": i} for t, i in keys]
         for table in INDEX_TABLES.values():
             self.conn.execute(
-                table.delete().where(table.c.rtype == sa.bindparam("k_rtype"),
-                                     table.c.id == sa.bindparam("k_id")), params)
+                table.delete().where(
+                    table.c.rtype == sa.bindparam("k_rtype"), table.c.id == sa.bindparam("k_id")
+                ),
+                params,
+            )
 
     def _insert_index_rows(self, writes: list[Write]) -> None:
         for kind, table in INDEX_TABLES.items():
             batch = [
-                {**row, "rtype": w.resource["resourceType"], "id": w.resource["id"],
-                 "facility": self.facility, "patient_key": w.patient_key}
-                for w in writes for row in w.rows.get(kind, ())
+                {
+                    **row,
+                    "rtype": w.resource["resourceType"],
+                    "id": w.resource["id"],
+                    "facility": self.facility,
+                    "patient_key": w.patient_key,
+                }
+                for w in writes
+                for row in w.rows.get(kind, ())
             ]
             if batch:
                 self.conn.execute(table.insert(), batch)
@@ -265,8 +340,9 @@ class Repo:
         if self._is_pg:
             self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
 
-    def check_references(self, items: list[tuple[Resource, str]],
-                         known: set[tuple[str, str]]) -> None:
+    def check_references(
+        self, items: list[tuple[Resource, str]], known: set[tuple[str, str]]
+    ) -> None:
         """Local references must point at stored (or same-transaction) resources: else 422.
 
         items are (resource, path prefix for messages); one lookup per type for all of them.
@@ -283,9 +359,16 @@ class Repo:
             return
         missing = set(wanted) - self.existing(wanted)
         if missing:
-            raise unprocessable([
-                Issue("not-found", f"Tham chiếu không tồn tại / reference target not found: "
-                      f"{t}/{i}", wanted[(t, i)]) for t, i in sorted(missing)])
+            raise unprocessable(
+                [
+                    Issue(
+                        "not-found",
+                        f"Tham chiếu không tồn tại / reference target not found: {t}/{i}",
+                        wanted[(t, i)],
+                    )
+                    for t, i in sorted(missing)
+                ]
+            )
 
 
 def references(node: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -316,8 +399,15 @@ def _patient_key(res: Resource, rows: dict[str, list[dict[str, Any]]]) -> str | 
 def _check_body_id(res: Resource, rtype: str, rid: str) -> None:
     """http://hl7.org/fhir/R4/http.html#update: the body's id must equal the URL's."""
     if isinstance(res, dict) and res.get("id") != rid:
-        raise FhirError(400, Issue("invalid", f"id trong nội dung ({res.get('id')}) khác id trên "
-                                   f"URL ({rid}) / body id does not match the URL id", "id"))
+        raise FhirError(
+            400,
+            Issue(
+                "invalid",
+                f"id trong nội dung ({res.get('id')}) khác id trên "
+                f"URL ({rid}) / body id does not match the URL id",
+                "id",
+            ),
+        )
 
 
 def _saved(rtype: str, rid: str, version: int, us: int, content: str | bytes) -> Saved:

@@ -23,19 +23,31 @@ DEFAULT_COUNT, MAX_COUNT = 100, 1000
 
 def everything(ctx: Context, req: Request, target: list[str]) -> Response:
     if target[:1] != ["Patient"] or len(target) != 2 or req.method not in ("GET", "POST"):
-        raise FhirError(404, Issue("not-supported", "$everything chỉ hỗ trợ Patient/[id] / "
-                                   "$everything is supported on Patient/[id] only"))
+        raise FhirError(
+            404,
+            Issue(
+                "not-supported",
+                "$everything chỉ hỗ trợ Patient/[id] / "
+                "$everything is supported on Patient/[id] only",
+            ),
+        )
     pid = target[1]
     ctx.repo.read("Patient", pid)  # 404 / 410 first
     count, offset, since, types = _params(req.query)
     where = _where(pid, since, types)
     total = ctx.conn.scalar(sa.select(sa.func.count()).select_from(_union(pid, where)))
     rows = ctx.conn.execute(
-        sa.select(_union(pid, where)).order_by(sa.text("ord"), sa.text("rtype"), sa.text("id"))
-        .limit(count + 1).offset(offset)).all()
+        sa.select(_union(pid, where))
+        .order_by(sa.text("ord"), sa.text("rtype"), sa.text("id"))
+        .limit(count + 1)
+        .offset(offset)
+    ).all()
     sreq = _Page(count=count, offset=offset)
-    result = _Result([(r.rtype, r.id, r.content.encode()) for r in rows[:count]],
-                     int(total or 0), len(rows) > count)
+    result = _Result(
+        [(r.rtype, r.id, r.content.encode()) for r in rows[:count]],
+        int(total or 0),
+        len(rows) > count,
+    )
     body = render.searchset(ctx.base, f"Patient/{pid}/$everything", req.query, result, sreq, None)
     return Response(200, body)
 
@@ -72,14 +84,26 @@ def _where(pid: str, since: int | None, types: list[str]) -> list[sa.ColumnEleme
 def _union(pid: str, where: list[sa.ColumnElement[bool]]) -> sa.Subquery:
     """The compartment (the patient first), then what it references outside of it."""
     cols = [resource.c.rtype, resource.c.id, sa.cast(resource.c.content, sa.Text).label("content")]
-    own = sa.select(*cols, sa.case((resource.c.rtype == "Patient", 0), else_=1).label("ord")) \
-        .where(resource.c.patient_key == pid, *where)
-    refs = sa.select(ix_reference.c.target_type, ix_reference.c.target_id) \
-        .where(ix_reference.c.patient_key == pid, ix_reference.c.target_type != "Patient",
-               ix_reference.c.target_id.is_not(None)).distinct().subquery()
-    referenced = sa.select(*cols, sa.literal(2).label("ord")).join(
-        refs, sa.and_(resource.c.rtype == refs.c.target_type, resource.c.id == refs.c.target_id)
-    ).where(sa.or_(resource.c.patient_key.is_(None), resource.c.patient_key != pid), *where)
+    own = sa.select(*cols, sa.case((resource.c.rtype == "Patient", 0), else_=1).label("ord")).where(
+        resource.c.patient_key == pid, *where
+    )
+    refs = (
+        sa.select(ix_reference.c.target_type, ix_reference.c.target_id)
+        .where(
+            ix_reference.c.patient_key == pid,
+            ix_reference.c.target_type != "Patient",
+            ix_reference.c.target_id.is_not(None),
+        )
+        .distinct()
+        .subquery()
+    )
+    referenced = (
+        sa.select(*cols, sa.literal(2).label("ord"))
+        .join(
+            refs, sa.and_(resource.c.rtype == refs.c.target_type, resource.c.id == refs.c.target_id)
+        )
+        .where(sa.or_(resource.c.patient_key.is_(None), resource.c.patient_key != pid), *where)
+    )
     return sa.union_all(own, referenced).subquery()
 
 

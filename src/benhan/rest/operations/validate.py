@@ -21,8 +21,13 @@ def validate_op(ctx: Context, req: Request, target: list[str]) -> Response:
     res = _resource(req.body)
     issues = check(res)
     if isinstance(res, dict) and res.get("resourceType") not in (None, target[0]):
-        issues.append(Issue("invalid", f"resourceType khác {target[0]} / resourceType is not "
-                            f"{target[0]}", "resourceType"))
+        issues.append(
+            Issue(
+                "invalid",
+                f"resourceType khác {target[0]} / resourceType is not {target[0]}",
+                "resourceType",
+            )
+        )
     if not issues and isinstance(res, dict):
         try:
             ctx.repo.check_references([(res, res["resourceType"])], set())
