@@ -50,7 +50,12 @@ resource_version = sa.Table(
 )
 
 
-def _index_table(name: str, *columns: sa.Column[object], keys: tuple[str, ...]) -> sa.Table:
+def _index_table(
+    name: str,
+    *columns: sa.Column[object],
+    keys: tuple[str, ...],
+    pg_ops: dict[str, str] | None = None,
+) -> sa.Table:
     """One search-index table: rows point at (rtype, id); lookups go (rtype, param, value…)."""
     return sa.Table(
         name,
@@ -60,7 +65,7 @@ def _index_table(name: str, *columns: sa.Column[object], keys: tuple[str, ...]) 
         sa.Column("param", sa.String(64), nullable=False),
         *columns,
         *_owner_columns(),
-        sa.Index(f"{name}_lookup", "rtype", "param", *keys),
+        sa.Index(f"{name}_lookup", "rtype", "param", *keys, postgresql_ops=pg_ops or {}),
         sa.Index(f"{name}_owner", "rtype", "id"),
     )
 
@@ -70,6 +75,7 @@ ix_string = _index_table(
     sa.Column("norm", sa.String(256)),  # lower case, diacritics folded: "Nguyễn" → "nguyen"
     sa.Column("value", sa.String(256)),
     keys=("norm",),
+    pg_ops={"norm": "text_pattern_ops"},  # prefix LIKE uses the index under any collation
 )
 ix_token = _index_table(
     "ix_token",

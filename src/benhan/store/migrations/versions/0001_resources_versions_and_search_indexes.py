@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 00:18:29.780647
+Create Date: 2026-11-26 00:28:01.647470
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ def upgrade() -> None:
         sa.Column("patient_key", sa.String(length=64), nullable=True),
     )
     with op.batch_alter_table("ix_date", schema=None) as batch_op:
-        batch_op.create_index("ix_date_lookup", ["rtype", "param", "lo", "hi"], unique=False)
+        batch_op.create_index(
+            "ix_date_lookup", ["rtype", "param", "lo", "hi"], unique=False, postgresql_ops={}
+        )
         batch_op.create_index("ix_date_owner", ["rtype", "id"], unique=False)
 
     op.create_table(
@@ -56,7 +58,9 @@ def upgrade() -> None:
         sa.Column("patient_key", sa.String(length=64), nullable=True),
     )
     with op.batch_alter_table("ix_number", schema=None) as batch_op:
-        batch_op.create_index("ix_number_lookup", ["rtype", "param", "value"], unique=False)
+        batch_op.create_index(
+            "ix_number_lookup", ["rtype", "param", "value"], unique=False, postgresql_ops={}
+        )
         batch_op.create_index("ix_number_owner", ["rtype", "id"], unique=False)
 
     op.create_table(
@@ -72,7 +76,9 @@ def upgrade() -> None:
         sa.Column("patient_key", sa.String(length=64), nullable=True),
     )
     with op.batch_alter_table("ix_quantity", schema=None) as batch_op:
-        batch_op.create_index("ix_quantity_lookup", ["rtype", "param", "value"], unique=False)
+        batch_op.create_index(
+            "ix_quantity_lookup", ["rtype", "param", "value"], unique=False, postgresql_ops={}
+        )
         batch_op.create_index("ix_quantity_owner", ["rtype", "id"], unique=False)
 
     op.create_table(
@@ -88,9 +94,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("ix_reference", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_reference_lookup", ["rtype", "param", "target_id", "target_type"], unique=False
+            "ix_reference_lookup",
+            ["rtype", "param", "target_id", "target_type"],
+            unique=False,
+            postgresql_ops={},
         )
         batch_op.create_index("ix_reference_owner", ["rtype", "id"], unique=False)
+        batch_op.create_index("ix_reference_patient", ["patient_key"], unique=False)
 
     op.create_table(
         "ix_string",
@@ -103,7 +113,12 @@ def upgrade() -> None:
         sa.Column("patient_key", sa.String(length=64), nullable=True),
     )
     with op.batch_alter_table("ix_string", schema=None) as batch_op:
-        batch_op.create_index("ix_string_lookup", ["rtype", "param", "norm"], unique=False)
+        batch_op.create_index(
+            "ix_string_lookup",
+            ["rtype", "param", "norm"],
+            unique=False,
+            postgresql_ops={"norm": "text_pattern_ops"},
+        )
         batch_op.create_index("ix_string_owner", ["rtype", "id"], unique=False)
 
     op.create_table(
@@ -118,7 +133,9 @@ def upgrade() -> None:
         sa.Column("patient_key", sa.String(length=64), nullable=True),
     )
     with op.batch_alter_table("ix_token", schema=None) as batch_op:
-        batch_op.create_index("ix_token_lookup", ["rtype", "param", "code", "system"], unique=False)
+        batch_op.create_index(
+            "ix_token_lookup", ["rtype", "param", "code", "system"], unique=False, postgresql_ops={}
+        )
         batch_op.create_index("ix_token_owner", ["rtype", "id"], unique=False)
 
     op.create_table(
@@ -131,7 +148,9 @@ def upgrade() -> None:
         sa.Column("patient_key", sa.String(length=64), nullable=True),
     )
     with op.batch_alter_table("ix_uri", schema=None) as batch_op:
-        batch_op.create_index("ix_uri_lookup", ["rtype", "param", "value"], unique=False)
+        batch_op.create_index(
+            "ix_uri_lookup", ["rtype", "param", "value"], unique=False, postgresql_ops={}
+        )
         batch_op.create_index("ix_uri_owner", ["rtype", "id"], unique=False)
 
     op.create_table(
@@ -192,37 +211,38 @@ def downgrade() -> None:
     op.drop_table("resource")
     with op.batch_alter_table("ix_uri", schema=None) as batch_op:
         batch_op.drop_index("ix_uri_owner")
-        batch_op.drop_index("ix_uri_lookup")
+        batch_op.drop_index("ix_uri_lookup", postgresql_ops={})
 
     op.drop_table("ix_uri")
     with op.batch_alter_table("ix_token", schema=None) as batch_op:
         batch_op.drop_index("ix_token_owner")
-        batch_op.drop_index("ix_token_lookup")
+        batch_op.drop_index("ix_token_lookup", postgresql_ops={})
 
     op.drop_table("ix_token")
     with op.batch_alter_table("ix_string", schema=None) as batch_op:
         batch_op.drop_index("ix_string_owner")
-        batch_op.drop_index("ix_string_lookup")
+        batch_op.drop_index("ix_string_lookup", postgresql_ops={"norm": "text_pattern_ops"})
 
     op.drop_table("ix_string")
     with op.batch_alter_table("ix_reference", schema=None) as batch_op:
+        batch_op.drop_index("ix_reference_patient")
         batch_op.drop_index("ix_reference_owner")
-        batch_op.drop_index("ix_reference_lookup")
+        batch_op.drop_index("ix_reference_lookup", postgresql_ops={})
 
     op.drop_table("ix_reference")
     with op.batch_alter_table("ix_quantity", schema=None) as batch_op:
         batch_op.drop_index("ix_quantity_owner")
-        batch_op.drop_index("ix_quantity_lookup")
+        batch_op.drop_index("ix_quantity_lookup", postgresql_ops={})
 
     op.drop_table("ix_quantity")
     with op.batch_alter_table("ix_number", schema=None) as batch_op:
         batch_op.drop_index("ix_number_owner")
-        batch_op.drop_index("ix_number_lookup")
+        batch_op.drop_index("ix_number_lookup", postgresql_ops={})
 
     op.drop_table("ix_number")
     with op.batch_alter_table("ix_date", schema=None) as batch_op:
         batch_op.drop_index("ix_date_owner")
-        batch_op.drop_index("ix_date_lookup")
+        batch_op.drop_index("ix_date_lookup", postgresql_ops={})
 
     op.drop_table("ix_date")
     op.drop_table("export_job")
