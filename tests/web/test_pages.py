@@ -249,3 +249,12 @@ def test_static_files_are_served(client: TestClient, path: str, kind: str) -> No
 
 def test_the_package_exports_mount_only() -> None:
     assert benhan.web.__all__ == ["mount"]
+
+
+def test_unknown_page_is_a_readable_page_not_json(client: TestClient) -> None:
+    r = client.get("/no-such-page")
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/html")
+    assert "Không tìm thấy trang này." in r.text
+    api = client.get("/fhir-nothing/../fhir/Nope/1")
+    assert api.headers["content-type"].startswith("application/fhir+json")

@@ -28,6 +28,9 @@ async def _fhir_error(request: Request, exc: FhirError) -> Response:
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
+    page = getattr(request.app.state, "html_error", None)
+    if page is not None and not request.url.path.startswith("/fhir"):
+        return page(request, exc.status_code)  # type: ignore[no-any-return]
     code = {404: "not-found", 405: "not-supported", 413: "too-costly"}.get(
         exc.status_code, "processing"
     )

@@ -40,6 +40,13 @@ class _StaticFiles(StaticFiles):
 def mount(app: FastAPI) -> None:
     app.include_router(router)
     app.mount("/static", _StaticFiles(directory=STATIC_DIR), name="static")
+    app.state.html_error = error_page
+
+
+def error_page(request: Request, status: int) -> Response:
+    """A readable page for errors on page paths (the API answers with OperationOutcomes)."""
+    message = N_("Không tìm thấy trang này.") if status == 404 else N_("Yêu cầu không hợp lệ.")
+    return render(request, "error.html", {"message": message, "values": {}}, status)
 
 
 def _counts_context(request: Request) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""FHIR operations, one module each: $validate, Patient/$everything, Bulk Data $export."""
+"""FHIR operations run through the router, one module each: $validate and Patient/$everything.
+
+Bulk Data $export is asynchronous and lives in benhan.bulk (jobs) and api/bulk_routes.py.
+"""
 
 from __future__ import annotations
 
