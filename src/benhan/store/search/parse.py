@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from benhan.fhir.definitions import resource_types
 from benhan.fhir.searchparams import SearchParam, params_for
-from benhan.store.search.model import Criterion, Has, MissingValue, Value, unsupported
+from benhan.store.search.model import Criterion, Has, TokenValue, Value, unsupported
 from benhan.store.search.values import (
     PARSERS,
     parse_date,
     parse_missing,
     parse_reference,
     parse_string,
-    parse_token,
     split_escaped,
+    unescape,
 )
 
 # Modifiers this engine implements, per parameter type (others are rejected, never ignored:
@@ -79,9 +79,9 @@ def _column_criterion(name: str, code: str, modifier: str | None, raw: str) -> C
     pieces = _pieces(raw)
     if not pieces:
         return None
-    if code == "_id":
-        values: tuple[Value, ...] = tuple(parse_token(name, p) for p in pieces)
-        return Criterion(name, code, "id", None, values)
+    if code == "_id":  # ids hold no "|": the whole piece is the id
+        ids = tuple(TokenValue(None, unescape(p), system_given=False) for p in pieces)
+        return Criterion(name, code, "id", None, ids)
     return Criterion(name, code, "lastUpdated", None, tuple(parse_date(name, p) for p in pieces))
 
 
@@ -90,6 +90,8 @@ def _indexed_criterion(
 ) -> Criterion | None:
     target = _check_modifier(param, name, modifier)
     if modifier == "missing":
+        if raw == "":
+            return None
         return Criterion(name, param.code, param.type, "missing", (parse_missing(name, raw),))
     pieces = _pieces(raw)
     if not pieces:
@@ -170,11 +172,3 @@ def _parse_has(rtype: str | None, name: str, raw: str, depth: int) -> Criterion 
     if inner is None:
         return None
     return Criterion(name, "_has", "has", has=Has(source, ref_code, inner))
-
-
-def missing_value(criterion: Criterion) -> bool | None:
-    """For a :missing criterion, whether the value must be absent; else None."""
-    for v in criterion.values:
-        if isinstance(v, MissingValue):
-            return v.missing
-    return None

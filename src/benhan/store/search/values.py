@@ -139,7 +139,8 @@ def parse_reference(name: str, raw: str, target: str | None, targets: tuple[str,
         return ReferenceValue(None, None, text)
     if "/" in text:
         parts = split_ref(text)
-        if not parts or f"{parts[0]}/{parts[1]}" != text or parts[0] not in resource_types():
+        plain = text.split("/_history/", 1)[0]  # a versioned reference finds the resource
+        if not parts or f"{parts[0]}/{parts[1]}" != plain or parts[0] not in resource_types():
             raise invalid(name, raw, "tham chiếu không hợp lệ", "not a Type/id reference")
         if target not in (None, parts[0]) or parts[0] not in targets:
             raise invalid(name, raw, "kiểu đích không phù hợp", "type is not a target of it")
