@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import data_path
 
 from benhan.fhir.primitives import split_ref
 from benhan.store.database import Store
 from benhan.store.repository import Repo, references
 from benhan.store.schema import resource
+from tests.conftest import data_path
 
 FHIR = {"Content-Type": "application/fhir+json"}
 CCCD = "https://benhan.vn/sid/cccd"

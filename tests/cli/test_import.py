@@ -8,12 +8,12 @@ from pathlib import Path
 
 import orjson
 import pytest
-from tests.conftest import data_path
 from typer.testing import CliRunner
 
 from benhan.cli import app
 from benhan.store.database import Store
 from benhan.store.stats import counts_by_type
+from tests.conftest import data_path
 
 runner = CliRunner()
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from tests.conftest import make_settings
 
 from benhan.api import create_app
 from benhan.store.database import Store
+from tests.conftest import make_settings
 
 
 def free_port() -> int:

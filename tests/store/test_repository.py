@@ -16,8 +16,11 @@ from benhan.store.schema import ix_token, metadata, resource, resource_version
 
 
 def patient(**extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Patient", "name": [{"family": "Bùi", "given": ["Thị", "Lan"]}],
-            **extra}
+    return {
+        "resourceType": "Patient",
+        "name": [{"family": "Bùi", "given": ["Thị", "Lan"]}],
+        **extra,
+    }
 
 
 def test_versions_and_history_rows(store: Store) -> None:
@@ -27,19 +30,27 @@ def test_versions_and_history_rows(store: Store) -> None:
         repo.update("Patient", p.id, {**patient(gender="female"), "id": p.id})
         repo.delete("Patient", p.id)
     with store.read() as conn:
-        rows = conn.execute(sa.select(resource_version.c.version_id, resource_version.c.method,
-                                      resource_version.c.deleted)
-                            .where(resource_version.c.id == p.id)
-                            .order_by(resource_version.c.version_id)).all()
-        assert [tuple(r) for r in rows] == [(1, "POST", False), (2, "PUT", False),
-                                            (3, "DELETE", True)]
-        tokens = conn.scalar(sa.select(sa.func.count()).select_from(ix_token)
-                             .where(ix_token.c.id == p.id))
+        rows = conn.execute(
+            sa.select(
+                resource_version.c.version_id, resource_version.c.method, resource_version.c.deleted
+            )
+            .where(resource_version.c.id == p.id)
+            .order_by(resource_version.c.version_id)
+        ).all()
+        assert [tuple(r) for r in rows] == [
+            (1, "POST", False),
+            (2, "PUT", False),
+            (3, "DELETE", True),
+        ]
+        tokens = conn.scalar(
+            sa.select(sa.func.count()).select_from(ix_token).where(ix_token.c.id == p.id)
+        )
         assert tokens == 0  # a deleted resource is found by no search
 
 
-def test_a_failure_mid_write_leaves_the_previous_state(store: Store,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_mid_write_leaves_the_previous_state(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with store.begin() as conn:
         p = Repo(conn, "27001").create(patient())
 
@@ -52,8 +63,11 @@ def test_a_failure_mid_write_leaves_the_previous_state(store: Store,
     with store.read() as conn:
         current = Repo(conn, "27001").read("Patient", p.id)
         assert current.version_id == 1 and "gender" not in current.resource
-        versions = conn.scalar(sa.select(sa.func.count()).select_from(resource_version)
-                               .where(resource_version.c.id == p.id))
+        versions = conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(resource_version)
+            .where(resource_version.c.id == p.id)
+        )
         assert versions == 1
 
 
@@ -69,9 +83,14 @@ def test_rows_carry_facility_and_patient_key(store: Store) -> None:
     with store.begin() as conn:
         repo = Repo(conn, "27123")
         p = repo.create(patient())
-        obs = repo.create({"resourceType": "Observation", "status": "final",
-                           "code": {"text": "Huyết áp"},
-                           "subject": {"reference": f"Patient/{p.id}"}})
+        obs = repo.create(
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "Huyết áp"},
+                "subject": {"reference": f"Patient/{p.id}"},
+            }
+        )
         org = repo.create({"resourceType": "Organization", "name": "TYT xã Tam Sơn"})
     with store.read() as conn:
         rows = {r.id: (r.facility, r.patient_key) for r in conn.execute(sa.select(resource))}

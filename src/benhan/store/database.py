@@ -49,7 +49,15 @@ def open_store(url: str) -> Store:
         return Store(_sqlite_engine(url))
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return Store(sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True))
+    # JIT compilation costs more than it saves on these short, index-driven queries.
+    engine = sa.create_engine(
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args={"options": "-c jit=off"},
+    )
+    return Store(engine)
 
 
 def _sqlite_engine(url: str) -> sa.Engine:
