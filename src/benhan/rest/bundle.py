@@ -72,7 +72,7 @@ def _entries(bundle: Resource) -> list[Entry]:
         req = e.get("request") if isinstance(e, dict) else None
         method = req.get("method") if isinstance(req, dict) else None
         url = req.get("url") if isinstance(req, dict) else None
-        if method not in ORDER or not isinstance(url, str) or not url:
+        if method not in ORDER or not isinstance(url, str) or not url.strip("/"):
             issues.append(
                 Issue(
                     "required",
@@ -83,7 +83,7 @@ def _entries(bundle: Resource) -> list[Entry]:
             )
             continue
         res = e.get("resource")
-        if method in ("POST", "PUT") and not isinstance(res, dict):
+        if (method in ("POST", "PUT") or res is not None) and not isinstance(res, dict):
             issues.append(
                 Issue(
                     "required",
@@ -210,17 +210,17 @@ def _rewrite(node: Any, fix: Any) -> Any:
 
 
 def _check_unique_targets(plan: Plan) -> None:
-    seen: set[tuple[str, str]] = set()
+    """A transaction may touch each resource once (http://hl7.org/fhir/R4/http.html#trules)."""
+    seen: set[str] = set()
     for e in plan.entries:
-        key = e.target or (tuple(e.url.split("/")[:2]) if e.method in ("DELETE", "PATCH") else None)
-        if key is None or e.existing:
+        if e.existing or e.method not in ("POST", "PUT", "DELETE", "PATCH"):
             continue
+        key = f"{e.target[0]}/{e.target[1]}" if e.target else e.url
         if key in seen:
             raise bad_request(
-                f"{key[0]}/{key[1]} xuất hiện hai lần trong giao dịch / appears twice "
-                "in the transaction"
+                f"{key} xuất hiện hai lần trong giao dịch / appears twice in the transaction"
             )
-        seen.add(key)  # type: ignore[arg-type]
+        seen.add(key)
 
 
 def _write_all(ctx: Context, plan: Plan) -> None:
