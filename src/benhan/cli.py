@@ -37,14 +37,30 @@ def serve(
     """Chạy máy chủ / run the server (FHIR at /fhir, pages at /)."""
     import uvicorn
 
+    # access_log=False: uvicorn's would print query strings; benhan.api.access_log logs instead.
     uvicorn.run(
         "benhan.api.app:create_app",
+        access_log=False,
         factory=True,
         host=host,
         port=port,
         workers=workers,
         log_level="info",
+        log_config=_log_config(),
     )
+
+
+def _log_config() -> dict[str, object]:
+    """uvicorn's logging, plus benhan's own loggers on the same handler."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, object] = copy.deepcopy(LOGGING_CONFIG)
+    loggers = config["loggers"]
+    assert isinstance(loggers, dict)
+    loggers["benhan"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 @app.command()

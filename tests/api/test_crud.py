@@ -166,3 +166,28 @@ def test_pretty_and_gzip(client: TestClient) -> None:
     big = client.get("/fhir/metadata", headers={"Accept-Encoding": "gzip"})
     assert big.headers.get("content-encoding") == "gzip"
     assert client.get("/fhir/metadata?_format=xml").status_code == 406
+
+
+def test_access_log_has_no_query_string(client: TestClient, caplog: Any) -> None:
+    caplog.set_level("INFO", logger="benhan.access")
+    r = client.get("/fhir/Patient?identifier=https://benhan.vn/sid/cccd|027087001234")
+    assert r.headers["x-request-id"]
+    logged = " ".join(rec.getMessage() for rec in caplog.records)
+    assert "GET /fhir/Patient 200" in logged and "027087001234" not in logged
+    assert r.headers["x-request-id"] in logged
+
+
+def test_unexpected_error_is_an_outcome_that_reveals_nothing(
+    client: TestClient, monkeypatch: Any, caplog: Any
+) -> None:
+    from benhan.rest import router
+
+    def boom(*_args: Any) -> Any:
+        raise RuntimeError("secret internals: Nguyễn Văn An 027087001234")
+
+    monkeypatch.setitem(router._ROUTES, ("GET", "T/I"), boom)
+    with TestClient(client.app, raise_server_exceptions=False) as c:
+        r = c.get("/fhir/Patient/1")
+    assert r.status_code == 500
+    assert r.json()["issue"][0]["code"] == "exception"
+    assert "secret" not in r.text and r.headers["x-request-id"] in r.text

@@ -7,8 +7,10 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from benhan import __version__
 from benhan.api import bulk_routes, errors, fhir_routes
+from benhan.api.access_log import AccessLog
 from benhan.config import Settings
 from benhan.store.database import Store, open_store
+from benhan.web import pages
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
@@ -21,13 +23,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.store.create_schema()
     errors.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(AccessLog)
     app.include_router(bulk_routes.router)  # first: the FHIR router ends in a catch-all
     app.include_router(fhir_routes.router)
-    _mount_web(app)
-    return app
-
-
-def _mount_web(app: FastAPI) -> None:
-    from benhan.web import pages
-
     pages.mount(app)
+    return app

@@ -47,8 +47,9 @@ async def _request_error(request: Request, exc: RequestValidationError) -> Respo
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    rid = uuid.uuid4().hex[:12]
+    rid = getattr(request.state, "request_id", None) or uuid.uuid4().hex[:12]
     # Only the request id, method and route: never the body or query (they may hold patient data).
     log.exception("unhandled error %s on %s %s", rid, request.method, request.url.path)
     issue = Issue("exception", f"Lỗi máy chủ, mã {rid} / internal error, reference {rid}")
-    return fhir_json(operation_outcome([issue]), 500)
+    # Starlette runs this handler outside the middleware stack, so the id header is set here.
+    return fhir_json(operation_outcome([issue]), 500, headers={"X-Request-Id": rid})
