@@ -32,6 +32,7 @@ from common import (
 )
 from rich.table import Table
 
+from benhan.config import tune_gc
 from benhan.fhir.validation import validate
 from benhan.rest.bundle import process
 from benhan.rest.operations import OPERATIONS
@@ -294,6 +295,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--profile", type=Path, help="cProfile the transaction path into this file")
     args = ap.parse_args()
+    tune_gc()  # as `benhan serve` and `benhan import` run
     templates = load_templates(args.data)
     batches = make_batches(templates, args.resources)
     http_batches = make_batches(templates, args.http_resources) if args.http_resources else []

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 from rich.text import Text
 
-from benhan.config import Settings
+from benhan.config import Settings, tune_gc
 
 app = typer.Typer(
     help="benhan — bệnh án điện tử và liên thông dữ liệu y tế / EMR and HIE", no_args_is_help=True
@@ -93,6 +93,7 @@ def import_(
     cfg = Settings.from_env()
     store = open_store(cfg.database_url)
     store.create_schema()
+    tune_gc()
     with _bytes_progress(sum(f.stat().st_size for f in files), "nhập / importing") as advance:
         report = import_files(store, cfg.facility, cfg.base_url, files, advance)
     _print_import(report)

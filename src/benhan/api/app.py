@@ -8,7 +8,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from benhan import __version__
 from benhan.api import bulk_routes, errors, fhir_routes
 from benhan.api.access_log import AccessLog
-from benhan.config import Settings
+from benhan.config import Settings, tune_gc
 from benhan.store.database import Store, open_store
 from benhan.web import pages
 
@@ -27,4 +27,5 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.include_router(bulk_routes.router)  # first: the FHIR router ends in a catch-all
     app.include_router(fhir_routes.router)
     pages.mount(app)
+    tune_gc()
     return app

@@ -8,6 +8,7 @@ Any failure raises, and the caller's database transaction rolls everything back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -42,6 +43,7 @@ class Entry:
 class Plan:
     entries: list[Entry]
     ids: dict[str, str] = field(default_factory=dict)  # fullUrl → "Type/id"
+    refs: set[str] = field(default_factory=set)  # every reference in the entries, rewritten
 
 
 def process(ctx: Context, bundle: Any) -> dict[str, Any]:
@@ -161,7 +163,7 @@ def _rewrite_references(ctx: Context, plan: Plan) -> None:
     cache: dict[str, str] = {}
     for e in plan.entries:
         if e.resource is not None:
-            e.resource = _rewrite(e.resource, lambda ref: _resolve(ctx, plan, ref, cache))
+            _rewrite(e.resource, lambda ref: _resolve(ctx, plan, ref, cache), plan.refs)
         if e.method in ("DELETE", "PATCH", "GET") and e.url in plan.ids:
             e.url = plan.ids[e.url]
 
@@ -195,18 +197,19 @@ def _resolve(ctx: Context, plan: Plan, ref: str, cache: dict[str, str]) -> str:
     return ref
 
 
-def _rewrite(node: Any, fix: Any) -> Any:
-    if isinstance(node, dict):
-        out = {}
-        for k, v in node.items():
+def _rewrite(node: Any, fix: Callable[[str], str], seen: set[str]) -> None:
+    """Fix every Reference.reference in place and note what it now points at: one walk that
+    serves both the rewriting and the reference check."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        items = n.items() if isinstance(n, dict) else enumerate(n)
+        for k, v in items:
             if k == "reference" and isinstance(v, str):
-                out[k] = fix(v)
-            else:
-                out[k] = _rewrite(v, fix) if isinstance(v, dict | list) else v
-        return out
-    if isinstance(node, list):
-        return [_rewrite(v, fix) if isinstance(v, dict | list) else v for v in node]
-    return node
+                n[k] = fixed = fix(v)
+                seen.add(fixed)
+            elif isinstance(v, dict | list):
+                stack.append(v)
 
 
 def _check_unique_targets(plan: Plan) -> None:
@@ -239,9 +242,10 @@ def _write_all(ctx: Context, plan: Plan) -> None:
                 e.target[0], e.target[1], body, e.request.get("ifMatch"), "PUT", known
             )
         writes.append((e, w))
-    repo.check_references(
-        [(w.resource, f"Bundle.entry[{e.index}].resource") for e, w in writes], known
-    )
+    if repo.missing_targets(plan.refs, known):  # only then walk again, for the paths
+        repo.check_references(
+            [(w.resource, f"Bundle.entry[{e.index}].resource") for e, w in writes], known
+        )
     for (e, w), s in zip(writes, repo.flush([w for _e, w in writes]), strict=True):
         e.response = Response(
             201 if w.created else 200,

@@ -8,6 +8,8 @@ http://hl7.org/fhir/R4/http.html.
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +23,16 @@ from benhan.fhir.outcome import FhirError, Issue, gone, not_found, precondition,
 from benhan.fhir.primitives import instant, micros, now, split_ref
 from benhan.fhir.searchparams import extract
 from benhan.fhir.validation import validate
-from benhan.store.schema import INDEX_TABLES, resource, resource_version
+from benhan.store.bulk_insert import bulk_insert
+from benhan.store.schema import (
+    INDEX_TABLES,
+    INDEX_VALUES,
+    RESOURCE_COLUMNS,
+    VERSION_COLUMNS,
+    index_columns,
+    resource,
+    resource_version,
+)
 
 CHUNK = 500  # rows per IN (...) lookup
 
@@ -234,16 +245,18 @@ class Repo:
         return self.flush([w])[0]
 
     def flush(self, writes: list[Write]) -> list[Saved]:
-        """Store prepared writes: one executemany per table, in the caller's transaction."""
+        """Store prepared writes with one bulk insert per table, in the caller's transaction."""
         if not writes:
             return []
         saved = [self._version_row(w) for w in writes]
-        new = [s for s, w in zip(saved, writes, strict=True) if w.created]
-        old = [s for s, w in zip(saved, writes, strict=True) if not w.created]
-        self._upsert_current(writes, new, old)
-        self._drop_index_rows(
-            [(s.rtype, s.id) for s, w in zip(saved, writes, strict=True) if w.version_id > 1]
-        )
+        rows = [self._row(s, w) for s, w in zip(saved, writes, strict=True)]
+        versions = [(*r, w.method) for r, w in zip(rows, writes, strict=True)]
+        bulk_insert(self.conn, resource_version, VERSION_COLUMNS, versions)
+        fresh = [r for r, w in zip(rows, writes, strict=True) if w.version_id == 1]
+        stale = [r for r, w in zip(rows, writes, strict=True) if w.version_id > 1]
+        bulk_insert(self.conn, resource, RESOURCE_COLUMNS, fresh)
+        self._update_current(stale)
+        self._drop_index_rows([(r[0], r[1]) for r in stale])
         self._insert_index_rows(writes)
         return saved
 
@@ -254,51 +267,57 @@ class Repo:
             rtype, rid, w.version_id, w.resource["meta"]["lastUpdated"], content, created=w.created
         )
 
-    def _upsert_current(self, writes: list[Write], new: list[Saved], old: list[Saved]) -> None:
-        by_id = {(w.resource["resourceType"], w.resource["id"]): w for w in writes}
-        all_rows = [self._row(s, by_id[(s.rtype, s.id)]) for s in [*new, *old]]
+    def _row(self, s: Saved, w: Write) -> tuple[Any, ...]:
+        """A `resource` row in RESOURCE_COLUMNS order (resource_version adds the method)."""
+        return (
+            s.rtype,
+            s.id,
+            s.version_id,
+            micros_of(s.last_updated),
+            False,
+            s.content.decode(),
+            self.facility,
+            w.patient_key,
+        )
+
+    def _update_current(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
         content: sa.ColumnElement[Any] = sa.bindparam("content", type_=sa.Text)
         if self._is_pg:
             content = sa.cast(content, resource.c.content.type)
         self.conn.execute(
-            resource_version.insert().values(content=content),
-            [{**r, "method": by_id[(r["rtype"], r["id"])].method} for r in all_rows],
-        )
-        fresh = [r for r in all_rows if by_id[(r["rtype"], r["id"])].version_id == 1]
-        if fresh:
-            self.conn.execute(
-                resource.insert().values(content=content),
-                [{k: v for k, v in r.items()} for r in fresh],
+            resource.update()
+            .where(
+                resource.c.rtype == sa.bindparam("b_rtype"), resource.c.id == sa.bindparam("b_id")
             )
-        stale = [r for r in all_rows if by_id[(r["rtype"], r["id"])].version_id > 1]
-        if stale:
-            self.conn.execute(
-                resource.update()
-                .where(
-                    resource.c.rtype == sa.bindparam("b_rtype"),
-                    resource.c.id == sa.bindparam("b_id"),
+            .values(
+                version_id=sa.bindparam("version_id"),
+                content=content,
+                deleted=False,
+                last_updated=sa.bindparam("last_updated"),
+                patient_key=sa.bindparam("patient_key"),
+            ),
+            [
+                dict(
+                    zip(
+                        (
+                            "b_rtype",
+                            "b_id",
+                            "version_id",
+                            "last_updated",
+                            "deleted",
+                            "content",
+                            "facility",
+                            "patient_key",
+                        ),
+                        r,
+                        strict=True,
+                    )
                 )
-                .values(
-                    version_id=sa.bindparam("version_id"),
-                    content=content,
-                    last_updated=sa.bindparam("last_updated"),
-                    deleted=False,
-                    patient_key=sa.bindparam("patient_key"),
-                ),
-                [{**r, "b_rtype": r["rtype"], "b_id": r["id"]} for r in stale],
-            )
-
-    def _row(self, s: Saved, w: Write) -> dict[str, Any]:
-        return {
-            "rtype": s.rtype,
-            "id": s.id,
-            "version_id": s.version_id,
-            "last_updated": micros_of(s.last_updated),
-            "deleted": False,
-            "content": s.content.decode(),
-            "facility": self.facility,
-            "patient_key": w.patient_key,
-        }
+                for r in rows
+            ],
+        )
 
     def _drop_index_rows(self, keys: list[tuple[str, str]]) -> None:
         if not keys:
@@ -314,19 +333,20 @@ class Repo:
 
     def _insert_index_rows(self, writes: list[Write]) -> None:
         for kind, table in INDEX_TABLES.items():
+            values = INDEX_VALUES[kind]
             batch = [
-                {
-                    **row,
-                    "rtype": w.resource["resourceType"],
-                    "id": w.resource["id"],
-                    "facility": self.facility,
-                    "patient_key": w.patient_key,
-                }
+                (
+                    w.resource["resourceType"],
+                    w.resource["id"],
+                    row["param"],
+                    *[row[c] for c in values],
+                    self.facility,
+                    w.patient_key,
+                )
                 for w in writes
                 for row in w.rows.get(kind, ())
             ]
-            if batch:
-                self.conn.execute(table.insert(), batch)
+            bulk_insert(self.conn, table, index_columns(kind), batch)
 
     @property
     def _is_pg(self) -> bool:
@@ -339,6 +359,19 @@ class Repo:
         serialises all writers)."""
         if self._is_pg:
             self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
+
+    def missing_targets(
+        self, refs: Iterable[str], known: set[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """Local references among `refs` whose target is neither stored nor in `known`."""
+        wanted = {
+            parts
+            for ref in refs
+            if not ref.startswith(("http:", "https:", "urn:", "#"))
+            and (parts := split_ref(ref))
+            and parts not in known
+        }
+        return wanted - self.existing(wanted) if wanted else set()
 
     def check_references(
         self, items: list[tuple[Resource, str]], known: set[tuple[str, str]]
@@ -432,4 +465,10 @@ def parse_etag(value: str) -> int:
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A time-ordered UUID (version 7, RFC 9562): new rows land at the right edge of the
+    primary-key and owner indexes instead of on random pages, which keeps ingest fast."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & (2**48 - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
+    value |= 0b10 << 62 | rand & (2**62 - 1)
+    return str(uuid.UUID(int=value))

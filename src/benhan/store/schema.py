@@ -134,3 +134,29 @@ export_job = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("facility", sa.String(32), nullable=False),
 )
+
+# Column orders for bulk inserts (store/bulk_insert.py), which take tuples.
+RESOURCE_COLUMNS = (
+    "rtype",
+    "id",
+    "version_id",
+    "last_updated",
+    "deleted",
+    "content",
+    "facility",
+    "patient_key",
+)
+VERSION_COLUMNS = (*RESOURCE_COLUMNS, "method")
+INDEX_VALUES: dict[str, tuple[str, ...]] = {
+    "string": ("norm", "value"),
+    "token": ("system", "code", "text"),
+    "date": ("lo", "hi"),
+    "reference": ("target_type", "target_id", "url"),
+    "quantity": ("value", "system", "code", "unit"),
+    "number": ("value",),
+    "uri": ("value",),
+}
+
+
+def index_columns(kind: str) -> tuple[str, ...]:
+    return ("rtype", "id", "param", *INDEX_VALUES[kind], "facility", "patient_key")
