@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from benhan.fhir.fhirpath import Node, compile_path, compile_relative
+from benhan.fhir.fhirpath import Node, compile_items, compile_path, compile_relative
 
 PATIENT: dict[str, Any] = {
     "resourceType": "Patient",
@@ -135,6 +135,33 @@ def test_table(expression: str, resource: dict[str, Any], expected: list[Node]) 
     assert compile_path(expression)(resource) == expected
 
 
+@pytest.mark.parametrize(("expression", "resource", "expected"), TABLE)
+def test_compile_items_agrees_with_compile_path(
+    expression: str, resource: dict[str, Any], expected: list[Node]
+) -> None:
+    selector = compile_items(expression, resource["resourceType"])
+    assert selector.run(resource) == [(n.value, n.type) for n in expected]
+    if selector.keys is not None and resource.keys().isdisjoint(selector.keys):
+        assert expected == []  # skipping on absent keys must never lose a result
+
+
+def test_compile_items_keys() -> None:
+    value = compile_items("Observation.value.ofType(Quantity)", "Observation").keys
+    assert value is not None and "valueQuantity" in value and "valueString" in value
+    union = compile_items("Patient.name | Practitioner.name | Patient.address", "Patient").keys
+    assert union == ("name", "address")
+    assert compile_items(DECEASED, "Patient").keys is None  # false when absent
+    assert compile_items("Observation.code", "Patient").keys == ()
+    assert compile_items("Observation.code", "Patient").run(PATIENT) == []
+
+
+def test_compile_items_falls_back_for_nested_resources() -> None:
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": PATIENT}]}
+    selector = compile_items("Bundle.entry.resource.birthDate", "Bundle")
+    assert selector.run(bundle) == [("1980-02-29", "date")]
+    assert selector.keys is None
+
+
 SUBJECT = "Observation.subject.where(resolve() is Patient)"
 
 
@@ -155,6 +182,8 @@ def test_where_resolve_is(reference: str, kept: bool) -> None:
     subject = {"reference": reference}
     result = compile_path(SUBJECT)(observation(subject=subject))
     assert result == ([Node(subject, "Reference")] if kept else [])
+    items = compile_items(SUBJECT, "Observation").run(observation(subject=subject))
+    assert items == ([(subject, "Reference")] if kept else [])
 
 
 def test_resolve_without_reference_string() -> None:

@@ -11,6 +11,7 @@ from alembic.migration import MigrationContext
 
 from benhan.fhir.outcome import FhirError
 from benhan.store.database import Store
+from benhan.store.history import history
 from benhan.store.repository import Repo
 from benhan.store.schema import ix_token, metadata, resource, resource_version
 
@@ -30,18 +31,18 @@ def test_versions_and_history_rows(store: Store) -> None:
         repo.update("Patient", p.id, {**patient(gender="female"), "id": p.id})
         repo.delete("Patient", p.id)
     with store.read() as conn:
-        rows = conn.execute(
-            sa.select(
-                resource_version.c.version_id, resource_version.c.method, resource_version.c.deleted
-            )
-            .where(resource_version.c.id == p.id)
-            .order_by(resource_version.c.version_id)
-        ).all()
-        assert [tuple(r) for r in rows] == [
-            (1, "POST", False),
-            (2, "PUT", False),
+        versions = history(conn, "Patient", p.id, since=None, count=10, offset=0)[0]
+        assert [(v.version_id, v.method, v.deleted) for v in versions] == [
             (3, "DELETE", True),
+            (2, "PUT", False),
+            (1, "POST", False),
         ]
+        archived = conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(resource_version)
+            .where(resource_version.c.id == p.id)
+        )
+        assert archived == 2  # the current (deleted) version stays in `resource`
         tokens = conn.scalar(
             sa.select(sa.func.count()).select_from(ix_token).where(ix_token.c.id == p.id)
         )
@@ -63,12 +64,12 @@ def test_a_failure_mid_write_leaves_the_previous_state(
     with store.read() as conn:
         current = Repo(conn, "27001").read("Patient", p.id)
         assert current.version_id == 1 and "gender" not in current.resource
-        versions = conn.scalar(
+        archived = conn.scalar(
             sa.select(sa.func.count())
             .select_from(resource_version)
             .where(resource_version.c.id == p.id)
         )
-        assert versions == 1
+        assert archived == 0
 
 
 def test_invalid_resource_changes_nothing(store: Store) -> None:

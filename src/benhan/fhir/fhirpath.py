@@ -29,6 +29,14 @@ Accessor: TypeAlias = tuple[tuple[str, str, bool], ...]
 _UNSET: Accessor = (("", "", False),)  # a distinct object: "not looked up yet" in memo tables
 
 
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One step of a static path: ("member", name), ("type", types) or ("where", keep(item))."""
+
+    kind: str
+    arg: Any
+
+
 class _UnsupportedError(Exception):
     """Raised anywhere in the parser; compile_path turns it into the documented ValueError."""
 
@@ -414,6 +422,10 @@ class _Expr:
     root_type: str | None = None  # "Patient" when the expression starts with the type `Patient`
     resolves: bool = False  # the expression is a bare `resolve()`
     resolve_is: frozenset[str] | None = None  # the expression is `resolve() is T`
+    # A plain path from a resource type (`Observation.value.ofType(Quantity)`), step by step,
+    # for compile_items to specialise once the resource type is known; None for anything else.
+    path: tuple[_Step, ...] | None = None
+    branches: tuple[_Expr, ...] = ()  # the operands of a top-level `|`
 
 
 def _union(branches: list[_Expr]) -> _Expr:
@@ -438,7 +450,7 @@ def _union(branches: list[_Expr]) -> _Expr:
 
     common = branches[0].root_type
     same_root = all(b.root_type == common for b in branches)
-    return _Expr(run, common if same_root else None)
+    return _Expr(run, common if same_root else None, branches=tuple(branches))
 
 
 # ---------------------------------------------------------------- parser
@@ -563,7 +575,8 @@ class _Parser:
             operator = self.take()[1]
             types = self.parse_type_name()
             if operator == "as":
-                expr = _Expr(_chain([expr.fn, _of_type(types)]), expr.root_type)
+                path = None if expr.path is None else (*expr.path, _Step("type", types))
+                expr = _Expr(_chain([expr.fn, _of_type(types)]), expr.root_type, path=path)
             else:
                 resolve_is = types if expr.resolves else None
                 expr = _Expr(_chain([expr.fn, _is_type(types)]), resolve_is=resolve_is)
@@ -592,7 +605,8 @@ class _Parser:
         expr = first if isinstance(first, _Expr) else _Expr(_member(first, None))
         if len(steps) == 1:
             return expr
-        return _Expr(_build_chain(steps), expr.root_type)
+        path = _path_of(expr.path, steps[1:])
+        return _Expr(_build_chain(steps), expr.root_type, path=path)
 
     def parse_term(self) -> _Expr | str:
         """A term, or the bare name of a member to navigate from the context."""
@@ -612,9 +626,9 @@ class _Parser:
         if self.at("op", "("):
             return _Expr(self.parse_call(text), resolves=text == "resolve")
         if text in _ANY_RESOURCE:
-            return _Expr(_type_filter(text))
+            return _Expr(_type_filter(text), path=())
         if text in resource_types():
-            return _Expr(_type_filter(text), root_type=text)
+            return _Expr(_type_filter(text), root_type=text, path=())
         return text
 
     def parse_invocation(self) -> Fn | str:
@@ -632,12 +646,8 @@ class _Parser:
             fn = _is_type(types) if name == "is" else _OfType(types)
         elif name in ("where", "exists"):
             criteria = self.parse_or()
-            if criteria.resolve_is is not None:
-                fn = _where_resolves_to(criteria.resolve_is)
-            else:
-                fn = _where(criteria.fn)
-            if name == "exists":
-                fn = _exists_where(fn)
+            where = _Where(criteria)
+            fn = _exists_where(where.run) if name == "exists" else where
         else:
             raise _UnsupportedError(name)
         self.expect("op", ")")
@@ -657,6 +667,53 @@ class _OfType:
         return self.run(items, root)
 
 
+class _Where:
+    """where(criteria) as a recognisable step: compile_items tests one item at a time."""
+
+    __slots__ = ("keep", "run")
+
+    def __init__(self, criteria: _Expr) -> None:
+        types = criteria.resolve_is
+        if types is not None:  # `where(resolve() is T)`: the reference string names the type
+            self.run = _where_resolves_to(types)
+            self.keep = _resolves_to(types)
+        else:
+            self.run = _where(criteria.fn)
+            self.keep = _satisfies(criteria.fn)
+
+    def __call__(self, items: list[Item], root: Item) -> list[Item]:
+        return self.run(items, root)
+
+
+def _resolves_to(types: frozenset[str]) -> Callable[[Item, Item], bool]:
+    def keep(item: Item, root: Item) -> bool:
+        target = _reference_target(item[0])
+        return target is not None and target[0] in types
+
+    return keep
+
+
+def _satisfies(criteria: Fn) -> Callable[[Item, Item], bool]:
+    return lambda item, root: _bool3(criteria([item], root)) is True
+
+
+def _path_of(base: tuple[_Step, ...] | None, steps: list[Fn | str]) -> tuple[_Step, ...] | None:
+    """The static path of `base.steps…`; None when a step is not a member, type or where."""
+    if base is None:
+        return None
+    path = list(base)
+    for step in steps:
+        if isinstance(step, str):
+            path.append(_Step("member", step))
+        elif isinstance(step, _OfType):
+            path.append(_Step("type", step.types))
+        elif isinstance(step, _Where):
+            path.append(_Step("where", step.keep))
+        else:
+            return None
+    return tuple(path)
+
+
 def _build_chain(steps: list[Fn | str]) -> Fn:
     """Member names become navigation steps, narrowed by an ofType() right after them."""
     fns: list[Fn] = []
@@ -667,6 +724,8 @@ def _build_chain(steps: list[Fn | str]) -> Fn:
             fns.append(_member(step, only))
         elif isinstance(step, _OfType):
             fns.append(step.run)  # still needed: nested resources and untyped nodes
+        elif isinstance(step, _Where):
+            fns.append(step.run)
         else:
             fns.append(step)
     return _chain(fns)
@@ -675,11 +734,15 @@ def _build_chain(steps: list[Fn | str]) -> Fn:
 # ---------------------------------------------------------------- public API
 
 
-def _compile(expression: str) -> Fn:
+def _parse(expression: str) -> _Expr:
     try:
-        return _Parser(expression).parse().fn
+        return _Parser(expression).parse()
     except (_UnsupportedError, ValueError, RecursionError):
         raise ValueError(f"unsupported FHIRPath: {expression}") from None
+
+
+def _compile(expression: str) -> Fn:
+    return _parse(expression).fn
 
 
 @lru_cache(maxsize=4096)
@@ -708,3 +771,167 @@ def compile_relative(expression: str) -> Callable[[Node, dict[str, Any]], list[N
         return [Node(value, typ) for value, typ in fn([(context.value, context.type)], root)]
 
     return evaluate
+
+
+# ---------------------------------------------------------------- specialised for one type
+
+# Reads one value of a statically known type, appending what the rest of the path selects.
+Walk: TypeAlias = Callable[[Any, list[Item], Item], None]
+
+
+def _nothing(value: Any, out: list[Item], root: Item) -> None:
+    """A path that statically selects nothing (absent element, filtered type)."""
+
+
+class _Dynamic(Exception):
+    """The path reaches a node whose type is only known at run time: use the generic code."""
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """An expression compiled for one resource type (see compile_items)."""
+
+    run: Callable[[dict[str, Any]], list[Item]]
+    # Top-level keys one of which must be present for a non-empty result; None when unknown
+    # (e.g. `Patient.deceased.exists()` selects `false` from a resource without the key).
+    keys: tuple[str, ...] | None
+
+
+def _walker(owner: str, path: tuple[_Step, ...]) -> Walk:
+    """Fold a static path into nested closures: types, choice keys and filters are resolved
+    here once, so evaluation is dict lookups with no per-step lists or type tables."""
+    if not path:
+        return lambda value, out, root: out.append((value, owner))
+    step, rest = path[0], path[1:]
+    if step.kind == "type":
+        return _walker(owner, rest) if owner in step.arg else _nothing
+    if step.kind == "where":
+        return _where_walker(owner, step.arg, _walker(owner, rest))
+    acc = _accessors(owner, step.arg, None)
+    if acc is None or any(nested for _, _, nested in acc):
+        raise _Dynamic(owner)
+    if all(s.kind == "type" for s in rest):  # the leaf: append without one more call per value
+        kept = tuple((key, typ) for key, typ, _ in acc if all(typ in s.arg for s in rest))
+        return _leaf_member(kept) if kept else _nothing
+    children = tuple((key, w) for key, typ, _ in acc if (w := _walker(typ, rest)) is not _nothing)
+    return _member_walker(children) if children else _nothing
+
+
+def _where_walker(owner: str, keep: Callable[[Item, Item], bool], child: Walk) -> Walk:
+    if child is _nothing:
+        return _nothing
+
+    def walk(value: Any, out: list[Item], root: Item) -> None:
+        if keep((value, owner), root):
+            child(value, out, root)
+
+    return walk
+
+
+def _member_walker(children: tuple[tuple[str, Walk], ...]) -> Walk:
+    def walk(value: Any, out: list[Item], root: Item) -> None:
+        if not isinstance(value, dict):
+            return
+        for key, child in children:
+            found = value.get(key)
+            if found is None:
+                continue
+            if isinstance(found, list):
+                for x in found:
+                    if x is not None:
+                        child(x, out, root)
+            else:
+                child(found, out, root)
+
+    return walk
+
+
+def _leaf_member(keys: tuple[tuple[str, str], ...]) -> Walk:
+    def walk(value: Any, out: list[Item], root: Item) -> None:
+        if not isinstance(value, dict):
+            return
+        for key, typ in keys:
+            found = value.get(key)
+            if found is None:
+                continue
+            if isinstance(found, list):
+                out.extend([(x, typ) for x in found if x is not None])
+            else:
+                out.append((found, typ))
+
+    return walk
+
+
+def _branch(expr: _Expr, rtype: str) -> tuple[Walk | None, tuple[str, ...] | None]:
+    """One `|` operand: a specialised walk and its top-level keys, or None when not static."""
+    path = expr.path
+    try:
+        if path is None:
+            raise _Dynamic(rtype)
+        walk = _walker(rtype, path)
+    except _Dynamic:
+        return None, None
+    if walk is _nothing:
+        return walk, ()
+    if path and path[0].kind == "member":
+        return walk, tuple(key for key, _, _ in _accessors(rtype, path[0].arg, None) or ())
+    return walk, None
+
+
+def _walk_fn(walk: Walk) -> Fn:
+    def run(items: list[Item], root: Item) -> list[Item]:
+        out: list[Item] = []
+        walk(root[0], out, root)
+        return out
+
+    return run
+
+
+def _select_walk(walk: Walk, rtype: str) -> Callable[[dict[str, Any]], list[Item]]:
+    """The usual case, a single static path: one call, no root collection."""
+
+    def run(resource: dict[str, Any]) -> list[Item]:
+        out: list[Item] = []
+        walk(resource, out, (resource, rtype))
+        return out
+
+    return run
+
+
+def _select(fns: list[Fn]) -> Callable[[dict[str, Any]], list[Item]]:
+    """Mirror _union: one branch is returned as is, several non-empty ones are de-duplicated."""
+    if not fns:
+        return lambda resource: []
+
+    def run(resource: dict[str, Any]) -> list[Item]:
+        root = (resource, resource.get("resourceType", ""))
+        results = [r for fn in fns if (r := fn([root], root))]
+        if len(results) < 2:
+            return results[0] if results else []
+        return _distinct(results)
+
+    return run
+
+
+@lru_cache(maxsize=8192)
+def compile_items(expression: str, rtype: str) -> Selector:
+    """compile_path for resources of type `rtype` (only), returning raw (value, type) items.
+
+    Same results as compile_path (without the Node wrapping), but plain paths — the bulk of the
+    official search expressions — run as direct dict walks, and `keys` lets a caller skip the
+    call entirely when the resource has none of the top-level elements the expression reads.
+    """
+    expr = _parse(expression)
+    walks: list[Walk | None] = []
+    fns: list[Fn] = []
+    keys: list[str] | None = []
+    for branch in expr.branches or (expr,):
+        if branch.root_type not in (rtype, None):
+            continue  # the generic union skips these too: they start with another type
+        walk, branch_keys = _branch(branch, rtype)
+        walks.append(walk)
+        fns.append(branch.fn if walk is None else _walk_fn(walk))
+        keys = None if keys is None or branch_keys is None else [*keys, *branch_keys]
+    only = walks[0] if len(walks) == 1 else None
+    run = _select(fns) if only is None else _select_walk(only, rtype)
+    return Selector(run, None if keys is None else tuple(dict.fromkeys(keys)))

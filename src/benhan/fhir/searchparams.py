@@ -7,13 +7,13 @@ number, uri), as http://hl7.org/fhir/R4/search.html describes for each datatype.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from benhan.fhir.definitions import Resource, resource_types, search_param_defs
-from benhan.fhir.fhirpath import Node, compile_path
+from benhan.fhir.fhirpath import Node, compile_items, compile_path
 from benhan.fhir.primitives import MAX_US, date_range, fold, split_ref
 
 INDEXED_TYPES = frozenset({"string", "token", "date", "reference", "quantity", "number", "uri"})
@@ -55,128 +55,194 @@ def _applies(path: str, rtype: str) -> bool:
     return head in (rtype, "Resource", "DomainResource")
 
 
+# Appends the rows of one selected (value, FHIR type) to `out`, each tagged with the param code.
+RowMaker = Callable[[Any, str, str, list[Row]], None]
+# Per resource type: (param code, index type, row maker, selector, top-level keys or None).
+_Plan = tuple[
+    tuple[str, str, RowMaker, Callable[[Resource], list[Any]], tuple[str, ...] | None], ...
+]
+
+
+@cache
+def _plan(rtype: str) -> _Plan:
+    """params_for as a flat tuple, each expression specialised for this resource type."""
+    out = []
+    for p in params_for(rtype).values():
+        selector = compile_items(p.expression, rtype)
+        out.append((p.code, p.type, ROW_MAKERS[p.type], selector.run, selector.keys))
+    return tuple(out)
+
+
 def extract(resource: Resource) -> dict[str, list[Row]]:
     """Index rows for every search parameter of the resource, grouped by index type."""
     rows: dict[str, list[Row]] = {t: [] for t in INDEXED_TYPES}
-    for p in params_for(resource["resourceType"]).values():
-        out = rows[p.type]
-        for node in p.select(resource):
-            for row in ROW_MAKERS[p.type](node):
-                row["param"] = p.code
-                out.append(row)
+    has = resource.keys()
+    for code, kind, make, select, keys in _plan(resource["resourceType"]):
+        # Most parameters read elements the resource does not have: a membership test is far
+        # cheaper than evaluating the expression to find that out.
+        if keys is not None and has.isdisjoint(keys):
+            continue
+        items = select(resource)
+        if items:
+            out = rows[kind]
+            for value, typ in items:
+                make(value, typ, code, out)
     return rows
 
 
-def _strings(node: Node) -> Iterator[Row]:
-    v, t = node.value, node.type
+# Codes, systems and names repeat across resources: folding each distinct string once pays.
+# Plain dicts, emptied when full, are cheaper per hit than functools.lru_cache.
+_CACHE_MAX = 8192
+_folded: dict[str, str] = {}
+_ranges: dict[str, tuple[int, int] | None] = {}
+_refs: dict[str, tuple[str | None, str | None, str | None]] = {}
+
+
+def _fold(text: str) -> str:
+    """primitives.fold, memoised; ASCII needs neither NFD nor the đ mapping: lower() is exact."""
+    if text.isascii():
+        return text.lower()
+    out = _folded.get(text)
+    if out is None:
+        if len(_folded) >= _CACHE_MAX:
+            _folded.clear()
+        out = _folded[text] = fold(text)
+    return out
+
+
+def _date_range(value: str) -> tuple[int, int] | None:
+    """primitives.date_range, memoised (a pure function of the string)."""
+    try:
+        return _ranges[value]
+    except KeyError:
+        if len(_ranges) >= _CACHE_MAX:
+            _ranges.clear()
+        out = _ranges[value] = date_range(value)
+        return out
+
+
+def _strings(v: Any, t: str, code: str, out: list[Row]) -> None:
     if isinstance(v, str):
-        yield _string_row(v)
+        out.append({"norm": _fold(v)[:256], "value": v[:256], "param": code})
     elif t == "HumanName" and isinstance(v, dict):
-        yield from _parts(v, ("text", "family", "given", "prefix", "suffix"))
+        _parts(v, _NAME_PARTS, code, out)
     elif t == "Address" and isinstance(v, dict):
-        yield from _parts(v, ("text", "line", "city", "district", "state", "postalCode", "country"))
+        _parts(v, _ADDRESS_PARTS, code, out)
 
 
-def _parts(v: dict[str, Any], keys: tuple[str, ...]) -> Iterator[Row]:
+_NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
+_ADDRESS_PARTS = ("text", "line", "city", "district", "state", "postalCode", "country")
+
+
+def _parts(v: dict[str, Any], keys: tuple[str, ...], code: str, out: list[Row]) -> None:
     for k in keys:
         part = v.get(k)
-        for s in part if isinstance(part, list) else [part]:
+        for s in part if isinstance(part, list) else (part,):
             if isinstance(s, str):
-                yield _string_row(s)
+                out.append({"norm": _fold(s)[:256], "value": s[:256], "param": code})
 
 
-def _string_row(s: str) -> Row:
-    return {"norm": fold(s)[:256], "value": s[:256]}
-
-
-def _tokens(node: Node) -> Iterator[Row]:
-    v, t = node.value, node.type
+def _tokens(v: Any, t: str, code: str, out: list[Row]) -> None:
     if isinstance(v, bool):
-        yield _token(None, "true" if v else "false")
+        out.append(_token(None, "true" if v else "false", None, code))
     elif isinstance(v, str | int):
-        yield _token(None, str(v))
+        out.append(_token(None, str(v), None, code))
     elif not isinstance(v, dict):
         return
     elif t == "CodeableConcept" or "coding" in v:
         for c in v.get("coding", []):
-            yield _token(c.get("system"), c.get("code"), c.get("display"))
+            out.append(_token(c.get("system"), c.get("code"), c.get("display"), code))
         if v.get("text"):
-            yield _token(None, None, v["text"])
+            out.append(_token(None, None, v["text"], code))
     elif t == "Identifier":
-        yield _token(v.get("system"), v.get("value"), (v.get("type") or {}).get("text"))
+        text = (v.get("type") or {}).get("text")
+        out.append(_token(v.get("system"), v.get("value"), text, code))
     elif t == "ContactPoint":
-        yield _token(v.get("system"), v.get("value"))
+        out.append(_token(v.get("system"), v.get("value"), None, code))
     elif "code" in v or "system" in v:  # Coding, Quantity as token
-        yield _token(v.get("system"), v.get("code"), v.get("display"))
+        out.append(_token(v.get("system"), v.get("code"), v.get("display"), code))
 
 
-def _token(system: str | None, code: str | None, text: str | None = None) -> Row:
+def _token(system: str | None, value: str | None, text: str | None, code: str) -> Row:
     return {
         "system": system[:256] if system else None,
-        "code": code[:256] if code else None,
-        "text": fold(text)[:256] if text else None,
+        "code": value[:256] if value else None,
+        "text": _fold(text)[:256] if text else None,
+        "param": code,
     }
 
 
-def _dates(node: Node) -> Iterator[Row]:
-    v, t = node.value, node.type
+def _dates(v: Any, t: str, code: str, out: list[Row]) -> None:
     if isinstance(v, str):
-        r = date_range(v)
+        r = _date_range(v)
         if r:
-            yield {"lo": r[0], "hi": r[1]}
+            out.append({"lo": r[0], "hi": r[1], "param": code})
     elif t == "Period" and isinstance(v, dict):
-        lo = date_range(v["start"]) if isinstance(v.get("start"), str) else None
-        hi = date_range(v["end"]) if isinstance(v.get("end"), str) else None
+        start, end = v.get("start"), v.get("end")
+        lo = _date_range(start) if isinstance(start, str) else None
+        hi = _date_range(end) if isinstance(end, str) else None
         if lo or hi:
-            yield {"lo": lo[0] if lo else -MAX_US, "hi": hi[1] if hi else MAX_US}
+            out.append(
+                {"lo": lo[0] if lo else -MAX_US, "hi": hi[1] if hi else MAX_US, "param": code}
+            )
     elif t == "Timing" and isinstance(v, dict):
         for e in v.get("event", []):
-            yield from _dates(Node(e, "dateTime"))
+            _dates(e, "dateTime", code, out)
 
 
-def _references(node: Node) -> Iterator[Row]:
-    v = node.value
+def _references(v: Any, t: str, code: str, out: list[Row]) -> None:
     if isinstance(v, str):  # canonical or uri
-        yield {"target_type": None, "target_id": None, "url": v[:512]}
+        out.append({"target_type": None, "target_id": None, "url": v[:512], "param": code})
         return
     ref = v.get("reference") if isinstance(v, dict) else None
     if not isinstance(ref, str):
         return
+    parsed = _refs.get(ref)
+    if parsed is None:
+        if len(_refs) >= _CACHE_MAX:
+            _refs.clear()
+        parsed = _refs[ref] = _parse_ref(ref)
+    out.append({"target_type": parsed[0], "target_id": parsed[1], "url": parsed[2], "param": code})
+
+
+def _parse_ref(ref: str) -> tuple[str | None, str | None, str | None]:
+    """(target_type, target_id, url) of a reference string."""
     parts = split_ref(ref)
     absolute = ref.startswith(("http://", "https://"))
-    yield {
-        "target_type": parts[0] if parts else None,
-        "target_id": parts[1] if parts and not absolute else None,
-        "url": ref[:512] if absolute or not parts else None,
-    }
+    return (
+        parts[0] if parts else None,
+        parts[1] if parts and not absolute else None,
+        ref[:512] if absolute or not parts else None,
+    )
 
 
-def _quantities(node: Node) -> Iterator[Row]:
-    v = node.value
-    if (
-        isinstance(v, dict)
-        and isinstance(v.get("value"), int | float)
-        and not isinstance(v.get("value"), bool)
-    ):
-        yield {
-            "value": float(v["value"]),
-            "system": v.get("system"),
-            "code": v.get("code"),
-            "unit": v.get("unit"),
-        }
+def _quantities(v: Any, t: str, code: str, out: list[Row]) -> None:
+    if not isinstance(v, dict):
+        return
+    value = v.get("value")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        out.append(
+            {
+                "value": float(value),
+                "system": v.get("system"),
+                "code": v.get("code"),
+                "unit": v.get("unit"),
+                "param": code,
+            }
+        )
 
 
-def _numbers(node: Node) -> Iterator[Row]:
-    if isinstance(node.value, int | float) and not isinstance(node.value, bool):
-        yield {"value": float(node.value)}
+def _numbers(v: Any, t: str, code: str, out: list[Row]) -> None:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        out.append({"value": float(v), "param": code})
 
 
-def _uris(node: Node) -> Iterator[Row]:
-    if isinstance(node.value, str):
-        yield {"value": node.value[:512]}
+def _uris(v: Any, t: str, code: str, out: list[Row]) -> None:
+    if isinstance(v, str):
+        out.append({"value": v[:512], "param": code})
 
 
-ROW_MAKERS: dict[str, Callable[[Node], Iterator[Row]]] = {
+ROW_MAKERS: dict[str, RowMaker] = {
     "string": _strings,
     "token": _tokens,
     "date": _dates,

@@ -1,4 +1,8 @@
-"""History of versions: instance, type and system level (http://hl7.org/fhir/R4/http.html#history)."""
+"""History of versions: instance, type and system level (http://hl7.org/fhir/R4/http.html#history).
+
+The current version lives in `resource` and the superseded ones in `resource_version`; a history
+is the union of both, newest first.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from benhan.store.schema import resource_version
+from benhan.store.schema import resource, resource_version
 
 
 @dataclass(slots=True)
@@ -30,27 +34,12 @@ def history(
     offset: int,
 ) -> tuple[list[Version], int]:
     """Newest first; returns one page and the total number of versions matched."""
-    v = resource_version.c
-    where = []
-    if rtype:
-        where.append(v.rtype == rtype)
-    if rid:
-        where.append(v.id == rid)
-    if since is not None:
-        where.append(v.last_updated >= since)
-    total = conn.scalar(sa.select(sa.func.count()).select_from(resource_version).where(*where))
+    versions = sa.union_all(*(_select(t, rtype, rid, since) for t in (resource, resource_version)))
+    sub = versions.subquery()
+    total = conn.scalar(sa.select(sa.func.count()).select_from(sub))
     rows = conn.execute(
-        sa.select(
-            v.rtype,
-            v.id,
-            v.version_id,
-            v.last_updated,
-            v.method,
-            v.deleted,
-            sa.cast(v.content, sa.Text),
-        )
-        .where(*where)
-        .order_by(v.last_updated.desc(), v.rtype, v.id, v.version_id.desc())
+        sa.select(sub)
+        .order_by(sub.c.last_updated.desc(), sub.c.rtype, sub.c.id, sub.c.version_id.desc())
         .limit(count)
         .offset(offset)
     ).all()
@@ -58,3 +47,25 @@ def history(
         Version(r[0], r[1], r[2], r[3], r[4], r[5], r[6].encode() if r[6] else None) for r in rows
     ]
     return page, int(total or 0)
+
+
+def _select(
+    table: sa.Table, rtype: str | None, rid: str | None, since: int | None
+) -> sa.Select[tuple[str, str, int, int, str, bool, str]]:
+    c = table.c
+    where = []
+    if rtype:
+        where.append(c.rtype == rtype)
+    if rid:
+        where.append(c.id == rid)
+    if since is not None:
+        where.append(c.last_updated >= since)
+    return sa.select(
+        c.rtype,
+        c.id,
+        c.version_id,
+        c.last_updated,
+        c.method,
+        c.deleted,
+        sa.cast(c.content, sa.Text).label("content"),
+    ).where(*where)

@@ -28,7 +28,6 @@ from benhan.store.schema import (
     INDEX_TABLES,
     INDEX_VALUES,
     RESOURCE_COLUMNS,
-    VERSION_COLUMNS,
     index_columns,
     resource,
     resource_version,
@@ -96,17 +95,15 @@ class Repo:
         """http://hl7.org/fhir/R4/http.html#vread: a deleted version reads as 410."""
         if not vid.isdigit():
             raise not_found(f"{rtype}/{rid}/_history", vid)
-        row = self.conn.execute(
-            sa.select(
-                resource_version.c.last_updated,
-                resource_version.c.deleted,
-                sa.cast(resource_version.c.content, sa.Text),
-            ).where(
-                resource_version.c.rtype == rtype,
-                resource_version.c.id == rid,
-                resource_version.c.version_id == int(vid),
-            )
-        ).first()
+        row = None
+        for table in (resource, resource_version):  # the current version, else an older one
+            row = self.conn.execute(
+                sa.select(
+                    table.c.last_updated, table.c.deleted, sa.cast(table.c.content, sa.Text)
+                ).where(table.c.rtype == rtype, table.c.id == rid, table.c.version_id == int(vid))
+            ).first()
+            if row is not None:
+                break
         if row is None:
             raise not_found(f"{rtype}/{rid}/_history", vid)
         if row.deleted:
@@ -123,11 +120,8 @@ class Repo:
 
     def existing(self, refs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of these (type, id) pairs exist and are not deleted."""
-        by_type: dict[str, list[str]] = {}
-        for rtype, rid in set(refs):
-            by_type.setdefault(rtype, []).append(rid)
         found: set[tuple[str, str]] = set()
-        for rtype, ids in by_type.items():
+        for rtype, ids in _by_type(set(refs)).items():
             for i in range(0, len(ids), CHUNK):
                 q = sa.select(resource.c.id).where(
                     resource.c.rtype == rtype,
@@ -192,23 +186,16 @@ class Repo:
         if current is None or current[1]:
             return None
         version = current[0] + 1
-        at = now()
-        us = micros(at)
+        self._archive([(rtype, rid)])
         self.conn.execute(
             resource.update()
             .where(resource.c.rtype == rtype, resource.c.id == rid)
-            .values(version_id=version, last_updated=us, deleted=True, content=None)
-        )
-        self.conn.execute(
-            resource_version.insert().values(
-                rtype=rtype,
-                id=rid,
+            .values(
                 version_id=version,
-                last_updated=us,
+                last_updated=micros(now()),
                 method="DELETE",
                 deleted=True,
                 content=None,
-                facility=self.facility,
                 patient_key=None,
             )
         )
@@ -250,11 +237,10 @@ class Repo:
             return []
         saved = [self._version_row(w) for w in writes]
         rows = [self._row(s, w) for s, w in zip(saved, writes, strict=True)]
-        versions = [(*r, w.method) for r, w in zip(rows, writes, strict=True)]
-        bulk_insert(self.conn, resource_version, VERSION_COLUMNS, versions)
         fresh = [r for r, w in zip(rows, writes, strict=True) if w.version_id == 1]
         stale = [r for r, w in zip(rows, writes, strict=True) if w.version_id > 1]
         bulk_insert(self.conn, resource, RESOURCE_COLUMNS, fresh)
+        self._archive([(r[0], r[1]) for r in stale])
         self._update_current(stale)
         self._drop_index_rows([(r[0], r[1]) for r in stale])
         self._insert_index_rows(writes)
@@ -268,12 +254,13 @@ class Repo:
         )
 
     def _row(self, s: Saved, w: Write) -> tuple[Any, ...]:
-        """A `resource` row in RESOURCE_COLUMNS order (resource_version adds the method)."""
+        """A `resource` row in RESOURCE_COLUMNS order."""
         return (
             s.rtype,
             s.id,
             s.version_id,
             micros_of(s.last_updated),
+            w.method,
             False,
             s.content.decode(),
             self.facility,
@@ -296,6 +283,7 @@ class Repo:
                 content=content,
                 deleted=False,
                 last_updated=sa.bindparam("last_updated"),
+                method=sa.bindparam("method"),
                 patient_key=sa.bindparam("patient_key"),
             ),
             [
@@ -306,6 +294,7 @@ class Repo:
                             "b_id",
                             "version_id",
                             "last_updated",
+                            "method",
                             "deleted",
                             "content",
                             "facility",
@@ -318,6 +307,20 @@ class Repo:
                 for r in rows
             ],
         )
+
+    def _archive(self, keys: list[tuple[str, str]]) -> None:
+        """Copy the current rows of these resources into resource_version, in the database."""
+        if not keys:
+            return
+        cols = [resource.c[name] for name in RESOURCE_COLUMNS]
+        for rtype, ids in _by_type(keys).items():
+            for i in range(0, len(ids), CHUNK):
+                current = sa.select(*cols).where(
+                    resource.c.rtype == rtype, resource.c.id.in_(ids[i : i + CHUNK])
+                )
+                self.conn.execute(
+                    resource_version.insert().from_select(list(RESOURCE_COLUMNS), current)
+                )
 
     def _drop_index_rows(self, keys: list[tuple[str, str]]) -> None:
         if not keys:
@@ -402,6 +405,13 @@ class Repo:
                     for t, i in sorted(missing)
                 ]
             )
+
+
+def _by_type(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for rtype, rid in keys:
+        out.setdefault(rtype, []).append(rid)
+    return out
 
 
 def references(node: Any, path: str) -> Iterator[tuple[str, str]]:

@@ -20,30 +20,34 @@ def _owner_columns() -> list[sa.Column[str]]:
     return [sa.Column("facility", sa.String(32), nullable=False), sa.Column("patient_key", Key)]
 
 
+def _version_columns(primary_version: bool) -> list[sa.Column[object]]:
+    return [
+        sa.Column("rtype", Key, primary_key=True),
+        sa.Column("id", Key, primary_key=True),
+        sa.Column("version_id", sa.Integer, primary_key=primary_version, nullable=False),
+        sa.Column("last_updated", sa.BigInteger, nullable=False),  # microseconds since epoch, UTC
+        sa.Column("method", sa.String(8), nullable=False),  # POST, PUT, PATCH, DELETE
+        sa.Column("deleted", sa.Boolean, nullable=False),
+        sa.Column("content", JsonText),  # the version's JSON; NULL for a deletion
+    ]
+
+
+# The current version of every resource. A create writes this one row; an update or delete
+# first moves the row it replaces into resource_version, inside the database.
 resource = sa.Table(
     "resource",
     metadata,
-    sa.Column("rtype", Key, primary_key=True),
-    sa.Column("id", Key, primary_key=True),
-    sa.Column("version_id", sa.Integer, nullable=False),
-    sa.Column("last_updated", sa.BigInteger, nullable=False),  # microseconds since the epoch, UTC
-    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
-    sa.Column("content", JsonText),  # the current version's JSON; NULL once deleted
+    *_version_columns(primary_version=False),
     *_owner_columns(),
     sa.Index("ix_resource_updated", "rtype", "last_updated"),
     sa.Index("ix_resource_patient", "patient_key"),
 )
 
+# Every superseded version; history is `resource` ∪ `resource_version`.
 resource_version = sa.Table(
     "resource_version",
     metadata,
-    sa.Column("rtype", Key, primary_key=True),
-    sa.Column("id", Key, primary_key=True),
-    sa.Column("version_id", sa.Integer, primary_key=True),
-    sa.Column("last_updated", sa.BigInteger, nullable=False),
-    sa.Column("method", sa.String(8), nullable=False),  # POST, PUT, PATCH, DELETE
-    sa.Column("deleted", sa.Boolean, nullable=False),
-    sa.Column("content", JsonText),
+    *_version_columns(primary_version=True),
     *_owner_columns(),
     sa.Index("ix_version_updated", "last_updated"),
     sa.Index("ix_version_type_updated", "rtype", "last_updated"),
@@ -141,12 +145,12 @@ RESOURCE_COLUMNS = (
     "id",
     "version_id",
     "last_updated",
+    "method",
     "deleted",
     "content",
     "facility",
     "patient_key",
 )
-VERSION_COLUMNS = (*RESOURCE_COLUMNS, "method")
 INDEX_VALUES: dict[str, tuple[str, ...]] = {
     "string": ("norm", "value"),
     "token": ("system", "code", "text"),
