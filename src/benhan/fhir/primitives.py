@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import UTC, date, datetime, timedelta, timezone
+from functools import cache
 
 VIETNAM = timezone(timedelta(hours=7))  # naive FHIR dates are read as Vietnam local time
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -78,6 +79,7 @@ def date_range(value: str) -> tuple[int, int] | None:
     return micros(start), micros(end) - 1
 
 
+@cache
 def _zone(tz: str | None) -> timezone:
     if not tz:
         return VIETNAM

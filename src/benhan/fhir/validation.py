@@ -24,8 +24,10 @@ CODED = frozenset({"code", "Coding", "CodeableConcept", "string", "uri"})
 DATE_RE = re.compile(rb'"(\d{4})-(\d{2})-(\d{2})')
 
 
-def check(resource: Any) -> list[Issue]:
-    """Every problem with one resource, each with its path; empty when it is valid."""
+def check(resource: Any, raw: bytes | None = None) -> list[Issue]:
+    """Every problem with one resource, each with its path; empty when it is valid.
+
+    raw, when given, is the resource already serialised (the write path has it anyway)."""
     if not isinstance(resource, dict):
         return [
             Issue(
@@ -37,7 +39,7 @@ def check(resource: Any) -> list[Issue]:
     if not isinstance(rtype, str) or rtype not in resource_types():
         msg = f"resourceType không hợp lệ: {rtype!r} / unknown resourceType {rtype!r}"
         return [Issue("structure", msg, "resourceType")]
-    raw = orjson.dumps(resource)  # fhirkit reads bytes twice as fast as Python objects
+    raw = raw or orjson.dumps(resource)  # fhirkit reads bytes twice as fast as Python objects
     issues = [
         Issue("structure" if "unknown element" in i.message else "value", i.message, i.path)
         for i in fhirkit.validate(raw)
@@ -51,9 +53,9 @@ def check(resource: Any) -> list[Issue]:
     return issues
 
 
-def validate(resource: Any) -> Resource:
+def validate(resource: Any, raw: bytes | None = None) -> Resource:
     """Raise 400 with every issue unless the resource is valid R4; return it unchanged."""
-    issues = check(resource)
+    issues = check(resource, raw)
     if issues:
         raise FhirError(400, *issues)
     assert isinstance(resource, dict)

@@ -8,11 +8,13 @@ Any failure raises, and the caller's database transaction rolls everything back.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
 import sqlalchemy as sa
 
 from benhan.fhir.definitions import Resource, resource_types
@@ -163,7 +165,9 @@ def _rewrite_references(ctx: Context, plan: Plan) -> None:
     cache: dict[str, str] = {}
     for e in plan.entries:
         if e.resource is not None:
-            _rewrite(e.resource, lambda ref: _resolve(ctx, plan, ref, cache), plan.refs)
+            e.resource = _rewrite(
+                e.resource, lambda ref: _resolve(ctx, plan, ref, cache), plan.refs
+            )
         if e.method in ("DELETE", "PATCH", "GET") and e.url in plan.ids:
             e.url = plan.ids[e.url]
 
@@ -197,19 +201,31 @@ def _resolve(ctx: Context, plan: Plan, ref: str, cache: dict[str, str]) -> str:
     return ref
 
 
-def _rewrite(node: Any, fix: Callable[[str], str], seen: set[str]) -> None:
-    """Fix every Reference.reference in place and note what it now points at: one walk that
-    serves both the rewriting and the reference check."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        items = n.items() if isinstance(n, dict) else enumerate(n)
-        for k, v in items:
-            if k == "reference" and isinstance(v, str):
-                n[k] = fixed = fix(v)
-                seen.add(fixed)
-            elif isinstance(v, dict | list):
-                stack.append(v)
+# A JSON key "reference" in FHIR is always Reference.reference; an escaped quote inside a string
+# value can never look like this key, so the pattern finds exactly the references.
+_REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
+
+
+def _rewrite(node: Resource, fix: Callable[[str], str], seen: set[str]) -> Resource:
+    """Fix every Reference.reference and note what it now points at, on the serialised JSON:
+    one regex pass in C instead of a walk over every element in Python."""
+    changed = False
+
+    def replace(m: re.Match[bytes]) -> bytes:
+        nonlocal changed
+        old: str = orjson.loads(b'"' + m[1] + b'"')
+        new = fix(old)
+        seen.add(new)
+        if new == old:
+            return m[0]
+        changed = True
+        return b'"reference":' + orjson.dumps(new)
+
+    raw = _REFERENCE.sub(replace, orjson.dumps(node))
+    if not changed:
+        return node
+    out: Resource = orjson.loads(raw)
+    return out
 
 
 def _check_unique_targets(plan: Plan) -> None:
@@ -344,8 +360,6 @@ def _response_bundle(ctx: Context, entries: list[Entry], kind: str) -> dict[str,
 
 
 def _as_json(body: Any) -> Any:
-    import orjson
-
     return orjson.Fragment(body) if isinstance(body, bytes) else body
 
 

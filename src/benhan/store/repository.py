@@ -62,6 +62,7 @@ class Write:
     method: str  # POST, PUT, PATCH
     version_id: int
     created: bool
+    content: bytes  # the resource serialised, as stored
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     patient_key: str | None = None
 
@@ -216,17 +217,17 @@ class Repo:
         known=None checks references now; a set (possibly empty) of (type, id) pairs that the same
         transaction writes means the caller checks all references at once (check_references).
         """
-        validate(res)
+        meta = res.get("meta") if isinstance(res, dict) else None
+        if not isinstance(res, dict) or not isinstance(meta, dict | None):
+            validate(res)  # reports what is wrong before we touch it
+        res = {"resourceType": res.get("resourceType"), "id": res.get("id"), **res}
+        res["meta"] = {**(meta or {}), "versionId": str(version), "lastUpdated": instant(now())}
+        content = orjson.dumps(res)
+        validate(res, content)  # the exact bytes that will be stored
         if known is None:
             self.check_references([(res, res["resourceType"])], set())
-        res = {"resourceType": res["resourceType"], "id": res["id"], **res}
-        at = now()
-        meta = dict(res.get("meta") or {})
-        meta["versionId"] = str(version)
-        meta["lastUpdated"] = instant(at)
-        res["meta"] = meta
         rows = extract(res)
-        return Write(res, method, version, created, rows, _patient_key(res, rows))
+        return Write(res, method, version, created, content, rows, _patient_key(res, rows))
 
     def flush_one(self, w: Write) -> Saved:
         return self.flush([w])[0]
@@ -248,9 +249,13 @@ class Repo:
 
     def _version_row(self, w: Write) -> Saved:
         rtype, rid = w.resource["resourceType"], w.resource["id"]
-        content = orjson.dumps(w.resource)
         return Saved(
-            rtype, rid, w.version_id, w.resource["meta"]["lastUpdated"], content, created=w.created
+            rtype,
+            rid,
+            w.version_id,
+            w.resource["meta"]["lastUpdated"],
+            w.content,
+            created=w.created,
         )
 
     def _row(self, s: Saved, w: Write) -> tuple[Any, ...]:
