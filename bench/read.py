@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import sqlite3
@@ -31,9 +32,11 @@ from common import (
     verdict,
 )
 from rich.table import Table
+from sqlalchemy.schema import CreateTable
 
 from benhan.store.database import Store, open_store
 from benhan.store.repository import Repo
+from benhan.store.schema import metadata
 
 CCCD = "https://benhan.vn/sid/cccd"
 CSKCB = "https://benhan.vn/sid/ma-cskcb"
@@ -240,6 +243,12 @@ class Gen:
         return out
 
 
+def schema_tag() -> str:
+    """A cached store is reused only while the schema it was built with is the current one."""
+    ddl = "".join(str(CreateTable(t)) for t in metadata.sorted_tables)
+    return hashlib.sha256(ddl.encode()).hexdigest()[:8]
+
+
 def resources(n: int, seed: int = 27) -> Iterator[Resource]:
     """Exactly n resources: the facilities, the special patient, then ordinary patients."""
     gen = Gen(seed)
@@ -299,7 +308,7 @@ def load_store(store: Store, n: int) -> float:
 
 
 def build_sqlite(n: int, rebuild: bool) -> Built:
-    path = VAR / f"read-{n}.sqlite3"
+    path = VAR / f"read-{n}-{schema_tag()}.sqlite3"
     meta = path.with_suffix(".json")
     if rebuild:
         _remove_sqlite(path)
@@ -327,7 +336,7 @@ def _remove_sqlite(path: Path) -> None:
 
 
 def build_postgres(n: int, rebuild: bool) -> Built:
-    name = f"benhan_bench_read_{n}"
+    name = f"benhan_bench_read_{n}_{schema_tag()}"
     if rebuild:
         pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     if pg_exists(name):
