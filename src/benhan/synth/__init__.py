@@ -1,0 +1,3 @@
+"""A synthetic province for demos, tests and benchmarks."""
+
+__all__: list[str] = []
