@@ -30,6 +30,7 @@ ICD10_VN: Final = "https://benhan.vn/CodeSystem/icd10-vn"  # MoH edition, QĐ 44
 ICD9CM_VN: Final = "https://benhan.vn/CodeSystem/icd9cm-vn"  # QĐ 4440/2020 → QĐ 387/2026
 DRUGS: Final = "https://benhan.vn/CodeSystem/thuoc"  # benhan's curated drug catalogue
 SERVICES: Final = "https://benhan.vn/CodeSystem/dich-vu"  # MA_DICH_VU, TT 23/2024/TT-BYT
+ROUTES_VN: Final = "https://benhan.vn/CodeSystem/duong-dung"  # XML 130 DUONG_DUNG codes
 LAB_VN: Final = "https://benhan.vn/CodeSystem/xet-nghiem"  # 7-digit indicators, QĐ 1227/QĐ-BYT
 BHYT_GROUP: Final = "https://benhan.vn/CodeSystem/bhyt-doi-tuong"  # beneficiary group (§3.2)
 ADMIN_UNIT: Final = "https://benhan.vn/CodeSystem/don-vi-hanh-chinh"  # QĐ 19/2025/QĐ-TTg codes
