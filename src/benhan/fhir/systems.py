@@ -213,3 +213,13 @@ def check_ma_cskcb(value: str) -> list[Problem]:
     if value[2:] == "000":  # the sequence starts at 001
         problems.append(Problem("ma-cskcb.sequence", "số thứ tự bắt đầu từ 001 / starts at 001"))
     return problems
+
+
+# Facility registry (synth/facilities.py now; the DoH rollout registry later).
+FACILITY_KIND: Final = "https://benhan.vn/CodeSystem/facility-kind"
+BEDS_EXT: Final = "https://benhan.vn/StructureDefinition/facility-beds"
+OWNERSHIP_EXT: Final = "https://benhan.vn/StructureDefinition/facility-ownership"
+LEVEL_EXT: Final = "https://benhan.vn/StructureDefinition/facility-level"
+ON_EMR_EXT: Final = "https://benhan.vn/StructureDefinition/facility-on-emr"
+ORG_TYPE: Final = "http://terminology.hl7.org/CodeSystem/organization-type"
+ROLE_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"

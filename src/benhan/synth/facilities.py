@@ -9,6 +9,15 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from benhan.fhir import systems
+from benhan.fhir.systems import (
+    BEDS_EXT,
+    FACILITY_KIND,
+    LEVEL_EXT,
+    ON_EMR_EXT,
+    ORG_TYPE,
+    OWNERSHIP_EXT,
+    ROLE_CODE,
+)
 from benhan.synth.places import PROVINCE_NAME, Commune
 
 Kind = Literal[
@@ -22,16 +31,6 @@ Kind = Literal[
 ]
 Ownership = Literal["public", "private"]
 Level = Literal["province", "regional", "commune"]  # tuyến tỉnh / khu vực (former district) / xã
-
-# TODO(systems.py owner): move these URIs into benhan.fhir.systems (DESIGN.md: defined once).
-FACILITY_KIND: Final = "https://benhan.vn/CodeSystem/facility-kind"
-_SD: Final = "https://benhan.vn/StructureDefinition"
-BEDS_EXT: Final = f"{_SD}/facility-beds"
-OWNERSHIP_EXT: Final = f"{_SD}/facility-ownership"
-LEVEL_EXT: Final = f"{_SD}/facility-level"
-ON_EMR_EXT: Final = f"{_SD}/facility-on-emr"
-ORG_TYPE: Final = "http://terminology.hl7.org/CodeSystem/organization-type"
-ROLE_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
 
 
 @dataclass(frozen=True, slots=True)
