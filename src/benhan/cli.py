@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 from benhan.config import Settings, tune_gc
+
+if TYPE_CHECKING:
+    from benhan.store.database import Store
 
 app = typer.Typer(
     help="benhan — bệnh án điện tử và liên thông dữ liệu y tế / EMR and HIE", no_args_is_help=True
@@ -67,13 +78,94 @@ def _log_config() -> dict[str, object]:
 def demo(
     host: Annotated[str, typer.Option(help="địa chỉ / address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="cổng / port")] = 8000,
+    people: Annotated[int, typer.Option(help="số người / people")] = 20_000,
+    regenerate: Annotated[bool, typer.Option(help="tạo lại dữ liệu / generate again")] = False,
 ) -> None:
-    """Chạy bản trình diễn trên SQLite / run the demo on the embedded SQLite default."""
+    """Tỉnh mô phỏng trên SQLite rồi chạy máy chủ / a synthetic province on SQLite, then serve."""
+    from benhan.store.database import open_store
+    from benhan.store.stats import counts_by_type
+
     cfg = Settings.from_env()
+    store = open_store(cfg.database_url)
+    store.create_schema()
+    with store.read() as conn:
+        empty = not counts_by_type(conn).get("Patient")
+    if empty or regenerate:
+        synth(people=people, years=2, seed=2025, out=None, replace=True)
+    else:
+        console.print("dùng lại dữ liệu có sẵn / reusing the existing data (--regenerate to renew)")
     console.print(f"benhan: http://{host}:{port}/  ·  FHIR: http://{host}:{port}/fhir/metadata")
-    if cfg.database_url.startswith("sqlite"):
-        console.print(f"cơ sở dữ liệu / database: {cfg.database_url.split('///')[-1]}")
     serve(host=host, port=port, workers=1)
+
+
+@app.command()
+def synth(
+    people: Annotated[int, typer.Option(help="số người / people")] = 20_000,
+    years: Annotated[int, typer.Option(help="số năm lịch sử / years of history")] = 2,
+    seed: Annotated[int, typer.Option(help="hạt giống / seed (same seed, same data)")] = 2025,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="ghi NDJSON theo cơ sở / write per-facility NDJSON here instead of the repository"
+        ),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option(help="xoá kho trước / empty the repository first")
+    ] = False,
+    clinics: Annotated[int, typer.Option(help="phòng khám tư / private clinics")] = 20,
+    outbreaks: Annotated[int, typer.Option(help="ổ dịch ngẫu nhiên / random outbreaks")] = 6,
+    incidence_scale: Annotated[
+        float, typer.Option(help="nhân tỉ lệ mắc / scale disease incidence")
+    ] = 1.0,
+) -> None:
+    """Sinh tỉnh Bắc Ninh mô phỏng / generate a synthetic Bắc Ninh province."""
+    from benhan.synth.output import to_ndjson, to_store, write_truth
+    from benhan.synth.province import Province, SynthConfig, generate
+
+    if people < 1 or years < 1:
+        raise CliError("--people và --years phải ≥ 1 / --people and --years must be at least 1")
+    config = SynthConfig(
+        seed=seed,
+        people=people,
+        years=years,
+        private_clinics=clinics,
+        random_outbreaks=outbreaks,
+        incidence_scale=incidence_scale,
+    )
+    cfg = Settings.from_env()
+    province = Province(config, [])
+    stream = generate(config, province)
+    tune_gc()
+    with _Advance(None, "sinh dữ liệu / generating") as advance:
+        if out is not None:  # out/fhir is what `benhan import` reads; the truth stays apart
+            total = to_ndjson(out / "fhir", stream, advance)
+            truth_dir = out / "truth"
+        else:
+            store = _empty_store(cfg, replace)
+            total = to_store(store, stream, advance)
+            truth_dir = cfg.export_dir.parent / "synth" / f"seed-{seed}" / "truth"
+    paths = write_truth(province, truth_dir)
+    console.print(
+        f"{total:,} tài nguyên / resources; {len(province.registrations):,} "
+        f"đăng ký / registrations; sự thật / ground truth: {paths[0].parent}"
+    )
+
+
+def _empty_store(cfg: Settings, replace: bool) -> Store:
+    from benhan.store.database import open_store
+    from benhan.store.stats import counts_by_type
+
+    store = open_store(cfg.database_url)
+    if replace:
+        store.drop_schema()
+    store.create_schema()
+    with store.read() as conn:
+        if counts_by_type(conn):
+            raise CliError(
+                "kho dữ liệu không rỗng / the repository is not empty: use --replace "
+                "to empty it, or --out DIR to write files"
+            )
+    return store
 
 
 @app.command("import")
@@ -160,14 +252,18 @@ def _bytes_progress(total: int, label: str) -> _Advance:
 
 
 class _Advance:
-    """A Rich progress bar over bytes read, usable as `advance(n)` by the job."""
+    """A Rich progress bar usable as `advance(n)` by a job: over bytes when the total is
+    known, else a running count with its rate."""
 
-    def __init__(self, total: int, label: str) -> None:
+    def __init__(self, total: int | None, label: str) -> None:
+        columns = (
+            (BarColumn(), DownloadColumn(), TimeRemainingColumn())
+            if total is not None
+            else (MofNCompleteColumn(), TimeElapsedColumn())
+        )
         self.progress = Progress(
             TextColumn(label),
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
+            *columns,
             console=console,
             disable=not sys.stderr.isatty(),
         )

@@ -40,6 +40,12 @@ class Store:
 
         upgrade(self)
 
+    def drop_schema(self) -> None:
+        """Remove every benhan table and the migration stamp (the demo's --regenerate)."""
+        metadata.drop_all(self.engine)
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -1,0 +1,91 @@
+"""Where a generated province goes: straight into the repository, or into per-facility files;
+and the ground-truth files beside it."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterable, Iterator
+from itertools import groupby
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from benhan.store.database import Store
+from benhan.store.repository import Repo
+from benhan.synth.epidemic import write_ground_truth
+from benhan.synth.province import Province, Resource
+
+CHUNK = 2_000  # resources per database transaction on the fast path
+Advance = Callable[[int], None]
+
+
+def to_store(
+    store: Store, resources: Iterable[tuple[str, Resource]], advance: Advance | None = None
+) -> int:
+    """The fast path: validate, index and flush in large batches, owner facility per resource.
+
+    References are not looked up one by one: the generator writes every referenced resource
+    (facility, patient, encounter) before what references it, and the tests check that they
+    all resolve.
+    """
+    total = 0
+    for chunk in _chunks(resources, CHUNK):
+        with store.begin() as conn:
+            for code, group in groupby(chunk, key=lambda item: item[0]):
+                repo = Repo(conn, code)
+                writes = [repo.prepare(res, "PUT", known=set()) for _code, res in group]
+                repo.flush(writes)
+        total += len(chunk)
+        if advance:
+            advance(len(chunk))
+    return total
+
+
+def to_ndjson(
+    out_dir: Path, resources: Iterable[tuple[str, Resource]], advance: Advance | None = None
+) -> int:
+    """One folder per facility, one NDJSON file per resource type (what `benhan import` reads)."""
+    files: dict[tuple[str, str], IO[bytes]] = {}
+    total = 0
+    try:
+        for code, res in resources:
+            key = (code, res["resourceType"])
+            if key not in files:
+                path = out_dir / code / f"{res['resourceType']}.ndjson"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                files[key] = path.open("wb")
+            files[key].write(orjson.dumps(res) + b"\n")
+            total += 1
+            if advance and total % 1000 == 0:
+                advance(1000)
+    finally:
+        for fh in files.values():
+            fh.close()
+    return total
+
+
+def write_truth(province: Province, truth_dir: Path) -> list[Path]:
+    """people.csv (each registered Patient → the true person) and outbreaks.json."""
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    people = truth_dir / "people.csv"
+    with people.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["patient_id", "facility_code", "true_person_id", "mutations"])
+        for r in province.registrations:
+            w.writerow([r.patient_id, r.facility_code, r.true_person_id, ";".join(r.mutations)])
+    outbreaks = truth_dir / "outbreaks.json"
+    if province.simulation is not None:
+        write_ground_truth(province.simulation, outbreaks)
+    return [people, outbreaks]
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
