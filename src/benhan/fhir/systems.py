@@ -223,3 +223,10 @@ LEVEL_EXT: Final = "https://benhan.vn/StructureDefinition/facility-level"
 ON_EMR_EXT: Final = "https://benhan.vn/StructureDefinition/facility-on-emr"
 ORG_TYPE: Final = "http://terminology.hl7.org/CodeSystem/organization-type"
 ROLE_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+
+# HL7 terminology used by clinical resources.
+CONDITION_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/condition-category"
+DISCHARGE_DISPOSITION: Final = "http://terminology.hl7.org/CodeSystem/discharge-disposition"
+ADMIT_SOURCE: Final = "http://terminology.hl7.org/CodeSystem/admit-source"
+OBS_INTERPRETATION: Final = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+DIAG_SECTION: Final = "http://terminology.hl7.org/CodeSystem/v2-0074"

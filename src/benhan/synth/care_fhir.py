@@ -7,24 +7,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
-from typing import Any, Final
+from typing import Any
 
 from benhan.catalog.drugs import Drug, drugs_for
 from benhan.catalog.fhir import route_coding, service_coding, service_loinc
 from benhan.catalog.icd10 import lookup
 from benhan.catalog.services import Service, services, services_of_kind
 from benhan.fhir import systems
+from benhan.fhir.systems import (
+    ADMIT_SOURCE,
+    CONDITION_CATEGORY,
+    DIAG_SECTION,
+    DISCHARGE_DISPOSITION,
+    OBS_INTERPRETATION,
+)
 from benhan.synth.care_tables import Direction
 from benhan.synth.people import Bhyt
 
 Resource = dict[str, Any]
 
-# TODO(systems.py owner): move these HL7 URIs into benhan.fhir.systems (DESIGN.md: defined once).
-CONDITION_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/condition-category"
-DISCHARGE_DISPOSITION: Final = "http://terminology.hl7.org/CodeSystem/discharge-disposition"
-ADMIT_SOURCE: Final = "http://terminology.hl7.org/CodeSystem/admit-source"
-OBS_INTERPRETATION: Final = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
-DIAG_SECTION: Final = "http://terminology.hl7.org/CodeSystem/v2-0074"
 VSS_NAME = "Bảo hiểm xã hội Việt Nam"  # the payor of every BHYT card
 
 # result_unit of the lab catalogue → UCUM (http://unitsofmeasure.org/ucum.html).
