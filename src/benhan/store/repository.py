@@ -65,6 +65,7 @@ class Write:
     content: bytes  # the resource serialised, as stored
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     patient_key: str | None = None
+    facility: str = ""  # the owner; the repository's own facility when empty
 
 
 class Repo:
@@ -211,6 +212,7 @@ class Repo:
         version: int = 1,
         created: bool = True,
         known: set[tuple[str, str]] | None = None,
+        facility: str = "",
     ) -> Write:
         """Validate and index one resource; nothing is written until flush().
 
@@ -227,7 +229,9 @@ class Repo:
         if known is None:
             self.check_references([(res, res["resourceType"])], set())
         rows = extract(res)
-        return Write(res, method, version, created, content, rows, _patient_key(res, rows))
+        return Write(
+            res, method, version, created, content, rows, _patient_key(res, rows), facility
+        )
 
     def flush_one(self, w: Write) -> Saved:
         return self.flush([w])[0]
@@ -268,7 +272,7 @@ class Repo:
             w.method,
             False,
             s.content.decode(),
-            self.facility,
+            w.facility or self.facility,
             w.patient_key,
         )
 
@@ -348,7 +352,7 @@ class Repo:
                     w.resource["id"],
                     row["param"],
                     *[row[c] for c in values],
-                    self.facility,
+                    w.facility or self.facility,
                     w.patient_key,
                 )
                 for w in writes

@@ -76,8 +76,15 @@ class _Person:
     died: date | None = None
     hypertensive: bool = False
 
+    seq: int = 0
+
     def new_id(self) -> str:
-        return fx.new_id(self.rng)
+        """The person's ordinal first, then a counter: one person's resources sit next to each
+        other in every (rtype, id) index, so a bulk load appends to the B-trees instead of
+        scattering random UUIDs over them (measured 2-3x slower on SQLite)."""
+        self.seq += 1
+        ordinal = int(self.person.person_id[1:]) if self.person.person_id[1:].isdigit() else 0
+        return f"{ordinal:08x}-{self.seq:04x}{fx.new_id(self.rng)[13:]}"
 
 
 @dataclass(frozen=True, slots=True)

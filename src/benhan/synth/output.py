@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterable, Iterator
-from itertools import groupby
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,10 +31,10 @@ def to_store(
     total = 0
     for chunk in _chunks(resources, CHUNK):
         with store.begin() as conn:
-            for code, group in groupby(chunk, key=lambda item: item[0]):
-                repo = Repo(conn, code)
-                writes = [repo.prepare(res, "PUT", known=set()) for _code, res in group]
-                repo.flush(writes)
+            repo = Repo(conn, "")
+            repo.flush(
+                [repo.prepare(res, "PUT", known=set(), facility=code) for code, res in chunk]
+            )
         total += len(chunk)
         if advance:
             advance(len(chunk))
