@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -48,6 +49,8 @@ def serve(
     """Chạy máy chủ / run the server (FHIR at /fhir, pages at /)."""
     import uvicorn
 
+    # Links in Bundles point at where we serve, unless a proxy address was configured.
+    os.environ.setdefault("BENHAN_BASE_URL", f"http://{host}:{port}/fhir")
     # access_log=False: uvicorn's would print query strings; benhan.api.access_log logs instead.
     uvicorn.run(
         "benhan.api.app:create_app",
@@ -117,6 +120,9 @@ def synth(
     incidence_scale: Annotated[
         float, typer.Option(help="nhân tỉ lệ mắc / scale disease incidence")
     ] = 1.0,
+    workers: Annotated[
+        int, typer.Option(help="tiến trình kiểm tra, lập chỉ mục / validating processes")
+    ] = max(1, (os.cpu_count() or 2) - 1),
 ) -> None:
     """Sinh tỉnh Bắc Ninh mô phỏng / generate a synthetic Bắc Ninh province."""
     from benhan.synth.output import to_ndjson, to_store, write_truth
@@ -142,7 +148,7 @@ def synth(
             truth_dir = out / "truth"
         else:
             store = _empty_store(cfg, replace)
-            total = to_store(store, stream, advance)
+            total = to_store(store, stream, advance, workers=workers)
             truth_dir = cfg.export_dir.parent / "synth" / f"seed-{seed}" / "truth"
     paths = write_truth(province, truth_dir)
     console.print(

@@ -58,9 +58,10 @@ def test_references_point_backwards_only() -> None:
         seen.add((res["resourceType"], res["id"]))
 
 
-def test_into_the_repository_with_truth(store: Store, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 1])
+def test_into_the_repository_with_truth(store: Store, tmp_path: Path, workers: int) -> None:
     province = Province(SMALL, [])
-    total = to_store(store, generate(SMALL, province))
+    total = to_store(store, generate(SMALL, province), workers=workers)
     with store.read() as conn:
         counts = counts_by_type(conn)
         patients = Repo(conn, "").existing(

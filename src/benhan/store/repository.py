@@ -219,19 +219,10 @@ class Repo:
         known=None checks references now; a set (possibly empty) of (type, id) pairs that the same
         transaction writes means the caller checks all references at once (check_references).
         """
-        meta = res.get("meta") if isinstance(res, dict) else None
-        if not isinstance(res, dict) or not isinstance(meta, dict | None):
-            validate(res)  # reports what is wrong before we touch it
-        res = {"resourceType": res.get("resourceType"), "id": res.get("id"), **res}
-        res["meta"] = {**(meta or {}), "versionId": str(version), "lastUpdated": instant(now())}
-        content = orjson.dumps(res)
-        validate(res, content)  # the exact bytes that will be stored
+        w = prepare_write(res, method, version=version, created=created, facility=facility)
         if known is None:
-            self.check_references([(res, res["resourceType"])], set())
-        rows = extract(res)
-        return Write(
-            res, method, version, created, content, rows, _patient_key(res, rows), facility
-        )
+            self.check_references([(w.resource, w.resource["resourceType"])], set())
+        return w
 
     def flush_one(self, w: Write) -> Saved:
         return self.flush([w])[0]
@@ -414,6 +405,22 @@ class Repo:
                     for t, i in sorted(missing)
                 ]
             )
+
+
+def prepare_write(
+    res: Resource, method: str, *, version: int = 1, created: bool = True, facility: str = ""
+) -> Write:
+    """Validate, stamp and index one resource without touching the database, so that bulk
+    loaders can run it in worker processes."""
+    meta = res.get("meta") if isinstance(res, dict) else None
+    if not isinstance(res, dict) or not isinstance(meta, dict | None):
+        validate(res)  # reports what is wrong before we touch it
+    res = {"resourceType": res.get("resourceType"), "id": res.get("id"), **res}
+    res["meta"] = {**(meta or {}), "versionId": str(version), "lastUpdated": instant(now())}
+    content = orjson.dumps(res)
+    validate(res, content)  # the exact bytes that will be stored
+    rows = extract(res)
+    return Write(res, method, version, created, content, rows, _patient_key(res, rows), facility)
 
 
 def _by_type(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

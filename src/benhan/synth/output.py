@@ -4,14 +4,18 @@ and the ground-truth files beside it."""
 from __future__ import annotations
 
 import csv
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from multiprocessing import get_context
+from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
 from benhan.store.database import Store
-from benhan.store.repository import Repo
+from benhan.store.repository import Repo, Write, prepare_write
 from benhan.synth.epidemic import write_ground_truth
 from benhan.synth.province import Province, Resource
 
@@ -20,25 +24,57 @@ Advance = Callable[[int], None]
 
 
 def to_store(
-    store: Store, resources: Iterable[tuple[str, Resource]], advance: Advance | None = None
+    store: Store,
+    resources: Iterable[tuple[str, Resource]],
+    advance: Advance | None = None,
+    workers: int = 0,
 ) -> int:
     """The fast path: validate, index and flush in large batches, owner facility per resource.
 
     References are not looked up one by one: the generator writes every referenced resource
     (facility, patient, encounter) before what references it, and the tests check that they
-    all resolve.
+    all resolve. With workers > 0, validating and indexing run in that many processes while
+    this one writes, in the original order.
     """
     total = 0
-    for chunk in _chunks(resources, CHUNK):
-        with store.begin() as conn:
-            repo = Repo(conn, "")
-            repo.flush(
-                [repo.prepare(res, "PUT", known=set(), facility=code) for code, res in chunk]
-            )
-        total += len(chunk)
-        if advance:
-            advance(len(chunk))
+    chunks = _chunks(resources, CHUNK)
+    with _pool(workers) as pool:
+        prepared = _bounded(pool, chunks, 2 * workers) if pool else map(_prepare_chunk, chunks)
+        for writes in prepared:
+            with store.begin() as conn:
+                Repo(conn, "").flush(writes)
+            total += len(writes)
+            if advance:
+                advance(len(writes))
     return total
+
+
+def _prepare_chunk(chunk: list[tuple[str, Resource]]) -> list[Write]:
+    return [prepare_write(res, "PUT", facility=code) for code, res in chunk]
+
+
+def _bounded(
+    pool: Pool, chunks: Iterator[list[tuple[str, Resource]]], ahead: int
+) -> Iterator[list[Write]]:
+    """Results in order with at most `ahead` chunks in flight (Pool.imap would read the whole
+    generator into memory when generating outruns writing)."""
+    pending: deque[AsyncResult[list[Write]]] = deque()
+    for chunk in chunks:
+        pending.append(pool.apply_async(_prepare_chunk, (chunk,)))
+        if len(pending) > ahead:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+@contextmanager
+def _pool(workers: int) -> Iterator[Pool | None]:
+    if workers <= 0:
+        yield None
+        return
+    # fork: the workers inherit the loaded definitions and compiled search parameters.
+    with get_context("fork").Pool(workers) as pool:
+        yield pool
 
 
 def to_ndjson(
