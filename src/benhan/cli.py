@@ -218,6 +218,26 @@ def _print_import(report: object) -> None:
         console.print(Text(line, style="red"), soft_wrap=True)
 
 
+@app.command()
+def catalog(
+    path: Annotated[Path, typer.Argument(help="tệp CSV/XLSX / CSV or XLSX file")],
+    kind: Annotated[str, typer.Option(help="drug (thuốc) | service (dịch vụ)")] = "drug",
+) -> None:
+    """Kiểm tra danh mục của cơ sở / check a facility's drug or service catalogue file."""
+    from benhan.catalog import load_catalog
+
+    if kind not in ("drug", "service"):
+        raise CliError(f"--kind: phải là drug hoặc service / must be drug or service, not {kind!r}")
+    if not path.is_file():
+        raise CliError(f"không tìm thấy / not found: {path}")
+    result = load_catalog(path, kind)  # type: ignore[arg-type]
+    for line in result.errors:
+        console.print(Text(line, style="red"), soft_wrap=True)
+    console.print(f"{len(result.items):,}/{result.rows:,} dòng hợp lệ / rows valid")
+    if result.errors:
+        raise typer.Exit(1)
+
+
 @app.command("export")
 def export_(
     out_dir: Annotated[Path, typer.Argument(help="thư mục đích / output folder")],

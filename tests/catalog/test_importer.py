@@ -128,3 +128,21 @@ def test_curated_file_round_trips_through_importer() -> None:
     assert drugs.ok and services.ok
     assert tuple(drugs.items) == benhan.catalog.drugs()
     assert services.items == list(benhan.catalog.services().values())
+
+
+def test_cli_reports_file_line_and_field(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from benhan.cli import app
+
+    f = tmp_path / "thuoc.csv"
+    f.write_text(
+        "MA_THUOC,TEN_THUOC,HAM_LUONG,DUONG_DUNG,DON_VI_TINH,DON_GIA\n"
+        "40.9001,Paracetamol,500mg,Uống,Viên,abc\n",
+        encoding="utf-8",
+    )
+    r = CliRunner().invoke(app, ["catalog", str(f), "--kind", "drug"])
+    assert r.exit_code == 1
+    assert f"{f}:2: DON_GIA: " in r.output
+    bad = CliRunner().invoke(app, ["catalog", str(f), "--kind", "nope"])
+    assert bad.exit_code == 2 and "--kind" in bad.output
