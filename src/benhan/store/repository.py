@@ -286,26 +286,7 @@ class Repo:
                 method=sa.bindparam("method"),
                 patient_key=sa.bindparam("patient_key"),
             ),
-            [
-                dict(
-                    zip(
-                        (
-                            "b_rtype",
-                            "b_id",
-                            "version_id",
-                            "last_updated",
-                            "method",
-                            "deleted",
-                            "content",
-                            "facility",
-                            "patient_key",
-                        ),
-                        r,
-                        strict=True,
-                    )
-                )
-                for r in rows
-            ],
+            [dict(zip(("b_rtype", "b_id", *RESOURCE_COLUMNS[2:]), r, strict=True)) for r in rows],
         )
 
     def _archive(self, keys: list[tuple[str, str]]) -> None:

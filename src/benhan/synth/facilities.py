@@ -18,7 +18,7 @@ from benhan.fhir.systems import (
     OWNERSHIP_EXT,
     ROLE_CODE,
 )
-from benhan.synth.places import PROVINCE_NAME, Commune
+from benhan.synth.places import Commune, vn_address
 
 Kind = Literal[
     "general-hospital",
@@ -261,17 +261,7 @@ def build_facilities(
 
 
 def _address(facility: Facility) -> dict[str, Any]:
-    """Two-level address (Law 72/2025: no district), shaped as synth.people builds a Patient's."""
-    c = facility.commune
-    return {
-        "extension": [{"url": systems.COMMUNE_CODE_EXT, "valueCode": c.code}],
-        "use": "work",
-        "type": "physical",
-        "text": f"{c.name}, {PROVINCE_NAME}",
-        "city": c.name,
-        "state": PROVINCE_NAME,
-        "country": "VN",
-    }
+    return vn_address(facility.commune, "work")
 
 
 def _kind_concept(facility: Facility) -> dict[str, Any]:

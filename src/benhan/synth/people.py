@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from benhan.fhir import systems
 from benhan.fhir.systems import cccd_century_digit
-from benhan.synth.places import PROVINCE_NAME, Commune
+from benhan.synth.places import Commune, vn_address
 
 Sex = Literal["male", "female"]
 REFERENCE_DATE = date(2025, 7, 1)  # "today" of the synthetic province; never the wall clock
@@ -399,18 +399,7 @@ def _identifiers(person: Person, facility_code: str, mrn: str) -> list[dict[str,
 
 
 def _address(person: Person) -> dict[str, Any]:
-    """Two-level address (Law 72/2025: no district): line, commune as `city`, province `state`."""
-    c = person.commune
-    return {
-        "extension": [{"url": systems.COMMUNE_CODE_EXT, "valueCode": c.code}],
-        "use": "home",
-        "type": "physical",
-        "text": f"{person.address_line}, {c.name}, {PROVINCE_NAME}",
-        "line": [person.address_line],
-        "city": c.name,
-        "state": PROVINCE_NAME,
-        "country": "VN",
-    }
+    return vn_address(person.commune, "home", person.address_line)
 
 
 def to_fhir_patient(person: Person, facility_code: str, mrn: str) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from benhan.fhir.systems import COMMUNE_CODE_EXT
 
 PROVINCE_CODE = "24"  # Resolution 202/2025/QH15 + QĐ 19/2025/QĐ-TTg: merged Bắc Ninh keeps 24
 PROVINCE_NAME = "Bắc Ninh"
@@ -78,3 +80,19 @@ def _load() -> tuple[Commune, ...]:
 def communes() -> list[Commune]:
     """The 99 units of the merged Bắc Ninh, ordered by code."""
     return list(_load())
+
+
+def vn_address(commune: Commune, use: str, line: str | None = None) -> dict[str, Any]:
+    """A two-level FHIR Address (Law 72/2025: no district): commune as `city`, province as
+    `state`, the commune code in an extension so that analytics never parse names."""
+    text = ", ".join(x for x in (line, commune.name, PROVINCE_NAME) if x)
+    address: dict[str, Any] = {
+        "extension": [{"url": COMMUNE_CODE_EXT, "valueCode": commune.code}],
+        "use": use,
+        "type": "physical",
+        "text": text,
+    }
+    if line:
+        address["line"] = [line]
+    address.update({"city": commune.name, "state": PROVINCE_NAME, "country": "VN"})
+    return address
