@@ -53,7 +53,8 @@ def child(step: str, people: int, years: int, out: Path) -> None:
     else:
         store = open_store(f"sqlite:///{out / 'bench.sqlite3'}")
         store.create_schema()
-        total = to_store(store, generate(config), workers=1)
+        with store.bulk_load():  # as `benhan synth` loads an empty store
+            total = to_store(store, generate(config), workers=1)
     seconds = time.perf_counter() - started
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, children)

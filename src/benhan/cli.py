@@ -148,7 +148,8 @@ def synth(
             truth_dir = out / "truth"
         else:
             store = _empty_store(cfg, replace)
-            total = to_store(store, stream, advance, workers=workers)
+            with store.bulk_load():
+                total = to_store(store, stream, advance, workers=workers)
             truth_dir = cfg.export_dir.parent / "synth" / f"seed-{seed}" / "truth"
     paths = write_truth(province, truth_dir)
     console.print(

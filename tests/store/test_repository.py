@@ -103,3 +103,18 @@ def test_migrations_match_the_schema(store: Store) -> None:
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
+
+
+def test_bulk_load_defers_value_indexes_and_always_restores_them(store: Store) -> None:
+    def index_names() -> set[str]:
+        inspector = sa.inspect(store.engine)
+        return {i["name"] for t in ("ix_token", "ix_string") for i in inspector.get_indexes(t)}
+
+    before = index_names()
+    with pytest.raises(RuntimeError), store.bulk_load():
+        assert "ix_token_lookup" not in index_names()
+        raise RuntimeError("the load failed half-way")
+    assert index_names() == before
+    with store.bulk_load(), store.begin() as conn:
+        Repo(conn, "27001").create(patient())
+    test_migrations_match_the_schema(store)
