@@ -141,8 +141,8 @@ def search(ctx: Context, req: Request, parts: list[str]) -> Response:
 def history_of(ctx: Context, req: Request, parts: list[str]) -> Response:
     rtype = parts[0] if parts and parts[0] != "_history" else None
     rid = parts[1] if len(parts) > 2 else None
-    if rtype and rid:
-        ctx.repo.current_version(rtype, rid) or _raise(not_found(rtype, rid))
+    if rtype and rid and ctx.repo.current_version(rtype, rid) is None:
+        raise not_found(rtype, rid)
     count, offset, since = _history_params(req.query)
     versions, total = history(ctx.conn, rtype, rid, since=since, count=count, offset=offset)
     body = render.history_bundle(
@@ -245,10 +245,10 @@ def delete(ctx: Context, req: Request, parts: list[str]) -> Response:
         if not found:
             return Response(204)
         parts = [parts[0], found[0]]
-    if req.header("if-match") and ctx.repo.current_version(parts[0], parts[1]):
-        current = ctx.repo.current_version(parts[0], parts[1])
-        if current and current[0] != parse_etag(req.header("if-match") or ""):
-            raise precondition("Phiên bản đã thay đổi / version conflict (If-Match)")
+    if_match = req.header("if-match")
+    current = ctx.repo.current_version(parts[0], parts[1]) if if_match else None
+    if if_match and current and current[0] != parse_etag(if_match):
+        raise precondition("Phiên bản đã thay đổi / version conflict (If-Match)")
     version = ctx.repo.delete(parts[0], parts[1])
     return Response(204, etag=render.etag(version) if version else None)
 
@@ -314,10 +314,6 @@ def _resource(s: Saved, status: int, req: Request | None = None) -> Response:
         etag=render.etag(s.version_id),
         last_modified=s.last_updated,
     )
-
-
-def _raise(err: FhirError) -> Any:
-    raise err
 
 
 _ROUTES: dict[tuple[str, str], Callable[[Context, Request, list[str]], Response]] = {

@@ -6,8 +6,6 @@ compartment is the `patient_key` stored on each row, so the query stays on one s
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 
 from benhan.fhir.definitions import resource_types
@@ -17,6 +15,7 @@ from benhan.rest import render
 from benhan.rest.message import Request, Response
 from benhan.rest.router import Context
 from benhan.store.schema import ix_reference, resource
+from benhan.store.search import SearchResult
 
 DEFAULT_COUNT, MAX_COUNT = 100, 1000
 
@@ -43,11 +42,8 @@ def everything(ctx: Context, req: Request, target: list[str]) -> Response:
         .offset(offset)
     ).all()
     sreq = _Page(count=count, offset=offset)
-    result = _Result(
-        [(r.rtype, r.id, r.content.encode()) for r in rows[:count]],
-        int(total or 0),
-        len(rows) > count,
-    )
+    page = [(r.rtype, r.id, r.content.encode()) for r in rows[:count]]
+    result = SearchResult(page, [], int(total or 0), len(rows) > count)
     body = render.searchset(ctx.base, f"Patient/{pid}/$everything", req.query, result, sreq, None)
     return Response(200, body)
 
@@ -108,13 +104,9 @@ def _union(pid: str, where: list[sa.ColumnElement[bool]]) -> sa.Subquery:
 
 
 class _Page:
+    """The paging view of a request that render.searchset reads ($everything is not a search)."""
+
     def __init__(self, count: int, offset: int) -> None:
         self.count, self.offset = count, offset
         self.summary: str | None = None
         self.elements: list[str] = []
-
-
-class _Result:
-    def __init__(self, matches: list[tuple[str, str, bytes]], total: int, has_next: bool) -> None:
-        self.matches, self.total, self.has_next = matches, total, has_next
-        self.included: list[Any] = []
