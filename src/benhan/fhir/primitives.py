@@ -30,8 +30,10 @@ def now() -> datetime:
 
 
 def instant(moment: datetime) -> str:
-    """An R4 instant with the +07:00 offset and milliseconds."""
-    return moment.astimezone(VIETNAM).isoformat(timespec="milliseconds")
+    """An R4 instant with the +07:00 offset, to the microsecond: meta.lastUpdated must equal
+    the stored last_updated exactly, or `_since`/`_lastUpdated` would miss a change made in
+    the same millisecond."""
+    return moment.astimezone(VIETNAM).isoformat(timespec="microseconds")
 
 
 def micros(moment: datetime) -> int:
