@@ -24,9 +24,9 @@ from benhan.fhir.outcome import FhirError
 from benhan.fhir.primitives import split_ref
 from benhan.rest.bundle import process
 from benhan.rest.operations import OPERATIONS
-from benhan.rest.router import Context, match
+from benhan.rest.router import Context, is_conditional, resolve_conditional
 from benhan.store.database import Store
-from benhan.store.repository import Repo, Write, references
+from benhan.store.repository import Repo, Write, by_type, references
 from benhan.store.schema import resource
 
 CHUNK = 500
@@ -50,10 +50,6 @@ class ImportReport:
     unchanged: int = 0
     errors: list[str] = field(default_factory=list)
     unresolved: Counter[str] = field(default_factory=Counter)  # target type → references
-
-    @property
-    def total(self) -> int:
-        return sum(self.stored.values())
 
 
 def files_of(paths: list[Path]) -> list[Path]:
@@ -93,7 +89,7 @@ class _Job:
     base: str
     advance: Progress | None
     report: ImportReport = field(default_factory=ImportReport)
-    seen: set[tuple[str, str]] = field(default_factory=set)  # referenced (type, id)
+    seen: set[str] = field(default_factory=set)  # every reference written
     resolved: dict[str, str] = field(default_factory=dict)  # "Type?query" → "Type/id"
 
     def ctx(self, conn: sa.Connection) -> Context:
@@ -154,32 +150,11 @@ class _Job:
             return None
 
     def resolve_conditional(self, ctx: Context, res: Resource) -> Resource:
-        conditional = {
-            ref
-            for _p, ref in references(res, "")
-            if "?" in ref and not ref.startswith(("http:", "https:"))
-        }
+        conditional = {ref for _p, ref in references(res, "") if is_conditional(ref)}
         if not conditional:
             return res
         for ref in conditional - set(self.resolved):
-            rtype = ref.split("?", 1)[0]
-            if rtype not in resource_types():
-                raise FhirError(
-                    400,
-                    *_issue(
-                        f"tham chiếu điều kiện không hợp lệ / bad conditional reference {ref!r}"
-                    ),
-                )
-            found = match(ctx, rtype, ref)
-            if not found:
-                raise FhirError(
-                    404,
-                    *_issue(
-                        f"tham chiếu điều kiện không khớp / conditional "
-                        f"reference matched nothing: {ref}"
-                    ),
-                )
-            self.resolved[ref] = f"{rtype}/{found[0]}"
+            self.resolved[ref] = resolve_conditional(ctx, ref)
         out: Resource = _replace_refs(res, self.resolved)
         return out
 
@@ -241,20 +216,11 @@ def _replace_refs(node: Any, resolved: dict[str, str]) -> Any:
     return node
 
 
-def _issue(text: str) -> list[Any]:
-    from benhan.fhir.outcome import Issue
-
-    return [Issue("not-found", text)]
-
-
 def _current(
     conn: sa.Connection, keys: list[tuple[str, str]]
 ) -> dict[tuple[str, str], tuple[int, bool, Resource | None]]:
     out: dict[tuple[str, str], tuple[int, bool, Resource | None]] = {}
-    by_type: dict[str, list[str]] = {}
-    for t, i in keys:
-        by_type.setdefault(t, []).append(i)
-    for rtype, ids in by_type.items():
+    for rtype, ids in by_type(keys).items():
         rows = conn.execute(
             sa.select(
                 resource.c.id,
@@ -282,20 +248,14 @@ def _meta_tags(res: Resource) -> Any:
     return {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
 
 
-def _note_refs(res: Resource, seen: set[tuple[str, str]]) -> None:
-    for _p, ref in references(res, ""):
-        if (
-            "?" not in ref
-            and not ref.startswith(("http:", "https:", "urn:", "#"))
-            and (parts := split_ref(ref))
-        ):
-            seen.add(parts)
+def _note_refs(res: Resource, seen: set[str]) -> None:
+    seen.update(ref for _p, ref in references(res, "") if not is_conditional(ref))
 
 
-def _count_unresolved(store: Store, seen: set[tuple[str, str]], report: ImportReport) -> None:
+def _count_unresolved(store: Store, seen: set[str], report: ImportReport) -> None:
     with store.read() as conn:
-        found = Repo(conn, "").existing(seen)
-    for rtype, _rid in seen - found:
+        missing = Repo(conn, "").missing_targets(seen, set())
+    for rtype, _rid in missing:
         report.unresolved[rtype] += 1
 
 
@@ -327,7 +287,7 @@ def _stable_ids(bundle: Resource) -> Resource:
 
 
 def _tally_bundle(
-    bundle: Resource, out: dict[str, Any], report: ImportReport, seen: set[tuple[str, str]]
+    bundle: Resource, out: dict[str, Any], report: ImportReport, seen: set[str]
 ) -> None:
     for e in out.get("entry", []):
         status = str(e.get("response", {}).get("status", ""))

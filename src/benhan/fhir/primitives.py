@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
 
 VIETNAM = timezone(timedelta(hours=7))  # naive FHIR dates are read as Vietnam local time
@@ -105,11 +105,6 @@ def _next(
     return start + timedelta(seconds=1)
 
 
-def parse_date(value: str) -> date | None:
-    r = date_range(value)
-    return from_micros(r[0]).date() if r else None
-
-
 _REF_RE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
@@ -117,7 +112,3 @@ def split_ref(reference: str) -> tuple[str, str] | None:
     """("Patient", "123") from "Patient/123", ".../fhir/Patient/123/_history/2"; else None."""
     m = _REF_RE.search(reference)
     return (m[1], m[2]) if m else None
-
-
-def ref(rtype: str, rid: str) -> dict[str, str]:
-    return {"reference": f"{rtype}/{rid}"}

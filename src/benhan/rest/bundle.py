@@ -19,10 +19,9 @@ import sqlalchemy as sa
 
 from benhan.fhir.definitions import Resource, resource_types
 from benhan.fhir.outcome import FhirError, Issue, bad_request
-from benhan.fhir.primitives import split_ref
 from benhan.rest import render
 from benhan.rest.message import Request, Response
-from benhan.rest.router import Context, dispatch, match
+from benhan.rest.router import Context, dispatch, is_conditional, match, resolve_conditional
 from benhan.store.repository import Write, new_id
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -179,24 +178,9 @@ def _resolve(ctx: Context, plan: Plan, ref: str, cache: dict[str, str]) -> str:
         raise bad_request(
             f"Tham chiếu {ref} không trỏ tới entry nào / reference {ref} matches no entry's fullUrl"
         )
-    if "?" in ref and not ref.startswith(("http:", "https:")):
+    if is_conditional(ref):
         if ref not in cache:
-            rtype = ref.split("?", 1)[0]
-            if rtype not in resource_types():
-                raise bad_request(
-                    f"Tham chiếu điều kiện không hợp lệ / bad conditional reference {ref!r}"
-                )
-            found = match(ctx, rtype, ref)
-            if not found:
-                raise FhirError(
-                    404,
-                    Issue(
-                        "not-found",
-                        f"Tham chiếu điều kiện không khớp / "
-                        f"conditional reference matched nothing: {ref}",
-                    ),
-                )
-            cache[ref] = f"{rtype}/{found[0]}"
+            cache[ref] = resolve_conditional(ctx, ref)
         return cache[ref]
     return ref
 
@@ -363,4 +347,4 @@ def _as_json(body: Any) -> Any:
     return orjson.Fragment(body) if isinstance(body, bytes) else body
 
 
-__all__ = ["process", "split_ref"]
+__all__ = ["process"]

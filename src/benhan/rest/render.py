@@ -10,7 +10,6 @@ import orjson
 from benhan.fhir.definitions import Resource, element_types
 from benhan.fhir.primitives import from_micros, instant
 from benhan.store.history import Version
-from benhan.store.repository import Saved
 
 SUBSETTED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
@@ -148,7 +147,3 @@ def history_bundle(
         "link": _links(base, path, query, offset, count, offset + count < total),
         "entry": entries,
     }
-
-
-def saved_headers(s: Saved) -> dict[str, str]:
-    return {"etag": etag(s.version_id), "last_modified": s.last_updated}

@@ -270,6 +270,28 @@ def match(ctx: Context, rtype: str, criteria: str | list[tuple[str, str]]) -> li
     return ids
 
 
+def is_conditional(ref: str) -> bool:
+    """`Patient?identifier=…`: a reference by search (http://hl7.org/fhir/R4/http.html#trules)."""
+    return "?" in ref and not ref.startswith(("http:", "https:"))
+
+
+def resolve_conditional(ctx: Context, ref: str) -> str:
+    """The "Type/id" a conditional reference stands for: exactly one match, else 400/404/412."""
+    rtype = ref.split("?", 1)[0]
+    if rtype not in resource_types():
+        raise bad_request(f"Tham chiếu điều kiện không hợp lệ / bad conditional reference {ref!r}")
+    found = match(ctx, rtype, ref)
+    if not found:
+        raise FhirError(
+            404,
+            Issue(
+                "not-found",
+                f"Tham chiếu điều kiện không khớp / conditional reference matched nothing: {ref}",
+            ),
+        )
+    return f"{rtype}/{found[0]}"
+
+
 def _single(ctx: Context, rtype: str, query: list[tuple[str, str]]) -> str:
     found = match(ctx, rtype, query)
     if not found:

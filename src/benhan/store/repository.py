@@ -123,7 +123,7 @@ class Repo:
     def existing(self, refs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of these (type, id) pairs exist and are not deleted."""
         found: set[tuple[str, str]] = set()
-        for rtype, ids in _by_type(set(refs)).items():
+        for rtype, ids in by_type(set(refs)).items():
             for i in range(0, len(ids), CHUNK):
                 q = sa.select(resource.c.id).where(
                     resource.c.rtype == rtype,
@@ -224,9 +224,6 @@ class Repo:
             self.check_references([(w.resource, w.resource["resourceType"])], set())
         return w
 
-    def flush_one(self, w: Write) -> Saved:
-        return self.flush([w])[0]
-
     def flush(self, writes: list[Write]) -> list[Saved]:
         """Store prepared writes with one bulk insert per table, in the caller's transaction."""
         if not writes:
@@ -294,7 +291,7 @@ class Repo:
         if not keys:
             return
         cols = [resource.c[name] for name in RESOURCE_COLUMNS]
-        for rtype, ids in _by_type(keys).items():
+        for rtype, ids in by_type(keys).items():
             for i in range(0, len(ids), CHUNK):
                 current = sa.select(*cols).where(
                     resource.c.rtype == rtype, resource.c.id.in_(ids[i : i + CHUNK])
@@ -404,7 +401,7 @@ def prepare_write(
     return Write(res, method, version, created, content, rows, _patient_key(res, rows), facility)
 
 
-def _by_type(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+def by_type(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for rtype, rid in keys:
         out.setdefault(rtype, []).append(rid)
