@@ -6,11 +6,11 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from benhan import __version__
-from benhan.api import bulk_routes, errors, fhir_routes
+from benhan.api import bulk_routes, errors, fhir_routes, oauth_routes
 from benhan.api.access_log import AccessLog
 from benhan.config import Settings, tune_gc
 from benhan.store.database import Store, open_store
-from benhan.web import pages
+from benhan.web import account_pages, pages
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
@@ -24,8 +24,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     errors.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(AccessLog)
+    app.include_router(oauth_routes.router)
     app.include_router(bulk_routes.router)  # first: the FHIR router ends in a catch-all
     app.include_router(fhir_routes.router)
+    app.include_router(account_pages.router)
     pages.mount(app)
     tune_gc()
     return app

@@ -34,9 +34,21 @@ def resource_types() -> frozenset[str]:
     return frozenset(_load("resourcetypes.json"))
 
 
+# Parameters of our own, for rules that must run in SQL (store/policy.py: a withheld Consent).
+BENHAN_PARAMS = (
+    SearchParamDef(
+        code="provision-type",
+        base=("Consent",),
+        type="token",
+        expression="Consent.provision.type",
+        id="benhan-consent-provision-type",
+    ),
+)
+
+
 @cache
 def search_param_defs() -> tuple[SearchParamDef, ...]:
-    return tuple(
+    return BENHAN_PARAMS + tuple(
         SearchParamDef(
             code=d["code"],
             base=tuple(d["base"]),

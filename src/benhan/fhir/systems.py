@@ -230,3 +230,17 @@ DISCHARGE_DISPOSITION: Final = "http://terminology.hl7.org/CodeSystem/discharge-
 ADMIT_SOURCE: Final = "http://terminology.hl7.org/CodeSystem/admit-source"
 OBS_INTERPRETATION: Final = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 DIAG_SECTION: Final = "http://terminology.hl7.org/CodeSystem/v2-0074"
+
+# Access and audit (access/, store/audit.py).
+ACCOUNT: Final = f"{SID}/tai-khoan"  # benhan account ids (AuditEvent.agent.who.identifier)
+CLIENT: Final = f"{SID}/ung-dung"  # OAuth client ids
+ROLE: Final = "https://benhan.vn/CodeSystem/vai-tro"  # access/roles.py codes
+BREAK_GLASS_REASON: Final = "https://benhan.vn/CodeSystem/ly-do-pha-kinh"
+AUDIT_EVENT_TYPE: Final = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+RESTFUL_INTERACTION: Final = "http://hl7.org/fhir/restful-interaction"
+DICOM_DCM: Final = "http://dicom.nema.org/resources/ontology/DCM"
+AUDIT_ENTITY_TYPE: Final = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE: Final = "http://terminology.hl7.org/CodeSystem/object-role"
+SECURITY_SOURCE_TYPE: Final = "http://terminology.hl7.org/CodeSystem/security-source-type"
+V3_ACT_REASON: Final = "http://terminology.hl7.org/CodeSystem/v3-ActReason"  # purposeOfUse
+CONSENT_SCOPE: Final = "http://terminology.hl7.org/CodeSystem/consentscope"

@@ -164,3 +164,103 @@ INDEX_VALUES: dict[str, tuple[str, ...]] = {
 
 def index_columns(kind: str) -> tuple[str, ...]:
     return ("rtype", "id", "param", *INDEX_VALUES[kind], "facility", "patient_key")
+
+
+# ---- access: accounts, clients, keys, sessions, grants (api/, auth/, store/policy.py) --------
+# Side tables, not FHIR resources: they hold secrets (hashes, keys) that must never be served.
+
+account = sa.Table(
+    "account",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(256), nullable=False),  # Argon2id, PHC string
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("facility", sa.String(32), nullable=False),  # "" for province-level roles
+    sa.Column("display_name", sa.String(128), nullable=False),
+    sa.Column("practitioner", Key),  # Practitioner id the account is linked to
+    sa.Column("patient", Key),  # Patient id, for the patient role
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("password_changed", sa.BigInteger, nullable=False),
+)
+
+# Failed logins, per account name and per address, for throttling (no in-process state).
+login_failure = sa.Table(
+    "login_failure",
+    metadata,
+    sa.Column("subject", sa.String(128), nullable=False),  # "user:<name>" or "ip:<address>"
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Index("ix_login_failure_subject", "subject", "at"),
+)
+
+oauth_client = sa.Table(
+    "oauth_client",
+    metadata,
+    sa.Column("client_id", Key, primary_key=True),
+    sa.Column("secret_hash", sa.String(256)),  # Argon2id; NULL for public (PKCE-only) clients
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),  # client credentials act with this role
+    sa.Column("facility", sa.String(32), nullable=False),
+    sa.Column("scopes", sa.Text, nullable=False),  # the most it may ask for
+    sa.Column("redirect_uris", sa.Text, nullable=False),  # space-separated, exact match
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+)
+
+# Token-signing keys: published (JWKS) from `created`, used for signing from `activates`,
+# kept published after `retired` until every token they signed has expired.
+signing_key = sa.Table(
+    "signing_key",
+    metadata,
+    sa.Column("kid", Key, primary_key=True),
+    sa.Column("algorithm", sa.String(16), nullable=False),
+    sa.Column("private_pem", sa.Text, nullable=False),
+    sa.Column("public_jwk", sa.Text, nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("activates", sa.BigInteger, nullable=False),
+    sa.Column("retired", sa.BigInteger),
+)
+
+# One-time authorization codes (authorization code + PKCE).
+auth_code = sa.Table(
+    "auth_code",
+    metadata,
+    sa.Column("code_hash", Key, primary_key=True),  # SHA-256 of the code
+    sa.Column("client_id", Key, nullable=False),
+    sa.Column("account_id", Key, nullable=False),
+    sa.Column("redirect_uri", sa.String(512), nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("code_challenge", sa.String(128), nullable=False),
+    sa.Column("expires", sa.BigInteger, nullable=False),
+    sa.Column("used", sa.Boolean, nullable=False),
+)
+
+# Page sessions: the cookie holds a random id; only its hash is stored.
+web_session = sa.Table(
+    "web_session",
+    metadata,
+    sa.Column("id_hash", Key, primary_key=True),
+    sa.Column("account_id", Key, nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("expires", sa.BigInteger, nullable=False),
+    sa.Column("address", sa.String(64)),
+)
+
+# Break-glass: a clinician opened a patient's record without a treatment relationship.
+break_glass = sa.Table(
+    "break_glass",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("account_id", Key, nullable=False),
+    sa.Column("facility", sa.String(32), nullable=False),  # the clinician's facility
+    sa.Column("patient_key", Key, nullable=False),
+    sa.Column("owner_facility", sa.String(32), nullable=False),  # the patient record's facility
+    sa.Column("reason_code", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),  # the clinician's words, for privacy officers
+    sa.Column("started", sa.BigInteger, nullable=False),
+    sa.Column("expires", sa.BigInteger, nullable=False),
+    sa.Index("ix_break_glass_account", "account_id", "expires"),
+    sa.Index("ix_break_glass_facility", "owner_facility", "started"),
+)

@@ -1,0 +1,5 @@
+"""OAuth 2 and SMART on FHIR endpoints (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
