@@ -32,6 +32,7 @@ from common import (
 )
 from rich.table import Table
 
+from benhan.access import Actor
 from benhan.config import tune_gc
 from benhan.fhir.validation import validate
 from benhan.rest.bundle import process
@@ -128,7 +129,7 @@ def run_transaction(store: Store, batch: Batch) -> None:
     """What POST /fhir does, minus HTTP: parse, then process() in one database transaction."""
     bundle = orjson.loads(batch.body)
     with store.begin() as conn:
-        process(Context(Repo(conn, FACILITY), BASE, OPERATIONS), bundle)
+        process(Context(Repo(conn, Actor.job(FACILITY, "bench")), BASE, OPERATIONS), bundle)
 
 
 def raw_setup(store: Store) -> sa.TextClause:

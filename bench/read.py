@@ -34,6 +34,7 @@ from common import (
 from rich.table import Table
 from sqlalchemy.schema import CreateTable
 
+from benhan.access import Actor
 from benhan.store.database import Store, open_store
 from benhan.store.repository import Repo
 from benhan.store.schema import metadata
@@ -301,7 +302,7 @@ def load_store(store: Store, n: int) -> float:
         task = bar.add_task("building", total=n)
         for chunk in chunks(resources(n), CHUNK):
             with store.begin() as conn:
-                repo = Repo(conn, FACILITY)
+                repo = Repo(conn, Actor.job(FACILITY, "bench"))
                 repo.flush([repo.prepare(r, "POST", known=set()) for r in chunk])
             bar.advance(task, len(chunk))
     return time.perf_counter() - start

@@ -12,9 +12,13 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from benhan.access import ROLES, Reach, Scopes
 from benhan.api import create_app
+from benhan.auth.accounts import create_account
+from benhan.auth.tokens import issue
 from benhan.config import Secret, Settings
 from benhan.store.database import Store, open_store
+from benhan.store.schema import oauth_client
 
 PG_ADMIN_URL = os.environ.get(
     "BENHAN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -89,9 +93,67 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
     return Settings(**values)  # type: ignore[arg-type]
 
 
+AUDIENCE = "http://testserver/fhir"
+
+
+def bearer(
+    store: Store,
+    role: str = "system-integrator",
+    facility: str = "27001",
+    *,
+    patient: str | None = None,
+    scope: str | None = None,
+    practitioner: str | None = None,
+    audience: str = AUDIENCE,
+) -> str:
+    """An `Authorization` header value for a caller of this role: a client row for machine and
+    province roles, an account for people, and a token minted for it directly (the OAuth flows
+    themselves are tested in tests/auth)."""
+    r = ROLES[role]
+    name = f"t-{role}-{uuid.uuid4().hex[:8]}"
+    with store.begin() as conn:
+        if r.machine or (r.reach in (Reach.CLAIMS, Reach.PROVINCE_DEIDENTIFIED) and not patient):
+            conn.execute(
+                oauth_client.insert().values(
+                    client_id=name,
+                    secret_hash=None,
+                    name=name,
+                    role=role,
+                    facility=facility,
+                    scopes=str(r.scopes),
+                    redirect_uris="",
+                    active=True,
+                    created=0,
+                )
+            )
+            subject = f"client:{name}"
+        else:
+            acc = create_account(
+                conn,
+                username=name,
+                password=f"{uuid.uuid4().hex}-pw",
+                role_code=role,
+                facility=facility,
+                display_name=name,
+                patient=patient,
+                practitioner=practitioner,
+            )
+            subject = f"account:{acc.id}"
+        token, _ = issue(
+            conn,
+            subject=subject,
+            scope=Scopes.parse(scope) if scope else r.scopes,
+            issuer="http://testserver",
+            audience=audience,
+        )
+    return f"Bearer {token}"
+
+
 @pytest.fixture
 def client(store: Store, database_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    """The whole application in-process, on the parametrized store."""
+    """The whole application in-process, on the parametrized store, called by a facility's
+    integration client (system/*.cruds at 27001)."""
     app = create_app(settings=make_settings(database_url, tmp_path), store=store)
     with TestClient(app) as c:
+        c.headers["Authorization"] = bearer(store)
         yield c

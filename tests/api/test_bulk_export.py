@@ -13,11 +13,13 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from benhan.access import Actor
 from benhan.api import create_app
 from benhan.config import Secret, Settings
 from benhan.fhir.primitives import date_range
 from benhan.store.database import Store
 from benhan.store.repository import Repo
+from tests.conftest import bearer
 
 FACILITY = "27001"
 HOST = "http://testserver"
@@ -40,7 +42,9 @@ def make_client(store: Store, database_url: str, export_dir: Path) -> TestClient
         max_body_bytes=1 << 20,
         export_dir=export_dir,
     )
-    return TestClient(create_app(settings=settings, store=store))
+    c = TestClient(create_app(settings=settings, store=store))
+    c.headers["Authorization"] = bearer(store, audience=BASE)
+    return c
 
 
 @pytest.fixture
@@ -55,7 +59,7 @@ def data(store: Store) -> dict[str, Any]:
     """Two patients with an Observation each, an Organization, and a Group of the first one."""
     tag = uuid.uuid4().hex[:8]
     with store.begin() as conn:
-        repo = Repo(conn, FACILITY)
+        repo = Repo(conn, Actor.job(FACILITY, "test"))
         org = repo.create({"resourceType": "Organization", "name": f"Trạm y tế {tag}"}).id
         pats, obs = [], []
         for family in ("Lê", "Phạm"):
@@ -163,7 +167,7 @@ def test_system_export(client: TestClient, data: dict[str, Any]) -> None:
     assert location.startswith(f"{BASE}/$export-status/")
     manifest = wait(client, local(location))
     assert manifest["request"] == f"{BASE}/$export"
-    assert manifest["requiresAccessToken"] is False
+    assert manifest["requiresAccessToken"] is True
     assert manifest["error"] == []
     assert date_range(manifest["transactionTime"]) is not None
     assert ids(download(client, manifest)) == {

@@ -187,7 +187,7 @@ def test_unexpected_error_is_an_outcome_that_reveals_nothing(
 
     monkeypatch.setitem(router._ROUTES, ("GET", "T/I"), boom)
     with TestClient(client.app, raise_server_exceptions=False) as c:
-        r = c.get("/fhir/Patient/1")
+        r = c.get("/fhir/Patient/1", headers={"Authorization": client.headers["Authorization"]})
     assert r.status_code == 500
     assert r.json()["issue"][0]["code"] == "exception"
     assert "secret" not in r.text and r.headers["x-request-id"] in r.text

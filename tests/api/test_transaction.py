@@ -11,6 +11,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from benhan.access import Actor
 from benhan.fhir.primitives import split_ref
 from benhan.store.database import Store
 from benhan.store.repository import Repo, references
@@ -181,7 +182,9 @@ def _assert_references_resolve(store: Store) -> None:
             )
             if not ref.startswith(("urn:", "#", "http"))
         }
-        missing = {r for r in refs if r} - Repo(conn, "27001").existing(r for r in refs if r)
+        missing = {r for r in refs if r} - Repo(conn, Actor.job("27001", "test")).existing(
+            r for r in refs if r
+        )
     assert missing == set()
 
 

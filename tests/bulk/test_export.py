@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from benhan.access import Actor
 from benhan.bulk import export
 from benhan.bulk.export import ExportFile, parse_params, write_ndjson
 from benhan.config import Secret, Settings
@@ -22,6 +23,7 @@ from benhan.store.database import Store
 from benhan.store.repository import Repo, new_id
 
 FACILITY = "27001"
+JOB = Actor.job(FACILITY, "test")
 
 
 @dataclass
@@ -35,7 +37,7 @@ def seed(store: Store) -> Seeded:
     """Two patients, each with an Observation, and an Organization outside every compartment."""
     tag = uuid.uuid4().hex[:8]
     with store.begin() as conn:
-        repo = Repo(conn, FACILITY)
+        repo = Repo(conn, Actor.job(FACILITY, "test"))
         org = repo.create({"resourceType": "Organization", "name": f"Bệnh viện {tag}"}).id
         patients, observations = [], []
         for family in ("Nguyễn", "Trần"):
@@ -96,7 +98,7 @@ def test_every_line_is_a_stored_resource(store: Store, tmp_path: Path) -> None:
         "Patient.ndjson",
     ]
     with store.read() as conn:
-        repo = Repo(conn, FACILITY)
+        repo = Repo(conn, Actor.job(FACILITY, "test"))
         for rtype, f in files.items():
             rows = lines(f.path)
             assert len(rows) == f.count
@@ -117,7 +119,7 @@ def test_since_keeps_only_later_changes(store: Store, tmp_path: Path) -> None:
     time.sleep(0.002)
     mark = micros(now())
     with store.begin() as conn:
-        repo = Repo(conn, FACILITY)
+        repo = Repo(conn, Actor.job(FACILITY, "test"))
         repo.update("Observation", s.observations[0], observation(s.patients[0], s.observations[0]))
         late = repo.create(observation(s.patients[1])).id
     files = export_all(store, tmp_path / "out", since_us=mark)
@@ -159,8 +161,8 @@ def test_any_patient_leaves_out_resources_outside_compartments(
 def test_deleted_resources_are_not_exported(store: Store, tmp_path: Path) -> None:
     s = seed(store)
     with store.begin() as conn:
-        Repo(conn, FACILITY).delete("Observation", s.observations[0])
-        Repo(conn, FACILITY).delete("Organization", s.org)
+        Repo(conn, Actor.job(FACILITY, "test")).delete("Observation", s.observations[0])
+        Repo(conn, Actor.job(FACILITY, "test")).delete("Organization", s.org)
     files = export_all(store, tmp_path / "out")
     assert by_type(files) == {"Patient": set(s.patients), "Observation": {s.observations[1]}}
 
@@ -170,7 +172,7 @@ def test_streams_thousands_in_batches(
 ) -> None:
     s = seed(store)
     with store.begin() as conn:
-        repo = Repo(conn, FACILITY)
+        repo = Repo(conn, Actor.job(FACILITY, "test"))
         writes = [
             repo.prepare(observation(s.patients[i % 2], new_id()), "POST", known=set())
             for i in range(3000)
@@ -286,7 +288,7 @@ def test_group_members_are_active_patient_members(store: Store) -> None:
     s = seed(store)
     with store.begin() as conn:
         gid = (
-            Repo(conn, FACILITY)
+            Repo(conn, Actor.job(FACILITY, "test"))
             .create(
                 {
                     "resourceType": "Group",
@@ -302,22 +304,22 @@ def test_group_members_are_active_patient_members(store: Store) -> None:
             )
             .id
         )
-    assert export.group_members(store, settings_for(Path()), gid) == [s.patients[0]]
+    assert export.group_members(store, JOB, gid) == [s.patients[0]]
     with pytest.raises(FhirError) as err:
-        export.group_members(store, settings_for(Path()), "khong-co")
+        export.group_members(store, JOB, "khong-co")
     assert err.value.status == 404
 
 
 def test_job_completes_then_is_deleted(store: Store, tmp_path: Path) -> None:
     s = seed(store)
     cfg = settings_for(tmp_path / "export")
-    job_id = export.kick_off(store, cfg, "patient", parse_params([], request_url=URL))
+    job_id = export.kick_off(store, cfg, "patient", parse_params([], request_url=URL), JOB)
     join_workers()
-    job = export.status(store, job_id)
+    job = export.status(store, job_id, JOB)
     assert job.status == "completed"
     manifest = job.manifest(cfg.base_url)
     assert {o["type"]: o["count"] for o in manifest["output"]} == {"Observation": 2, "Patient": 2}
-    path = export.job_file(store, cfg, job_id, "Patient.ndjson")
+    path = export.job_file(store, cfg, job_id, "Patient.ndjson", JOB)
     assert {r["id"] for r in lines(path)} == set(s.patients)
     for name in [
         "../Patient.ndjson",
@@ -328,13 +330,13 @@ def test_job_completes_then_is_deleted(store: Store, tmp_path: Path) -> None:
         "",
     ]:
         with pytest.raises(FhirError) as err:
-            export.job_file(store, cfg, job_id, name)
+            export.job_file(store, cfg, job_id, name, JOB)
         assert err.value.status == 404
-    export.delete_job(store, cfg, job_id)
+    export.delete_job(store, cfg, job_id, JOB)
     assert not (tmp_path / "export" / job_id).exists()
     for call in (
-        lambda: export.status(store, job_id),
-        lambda: export.delete_job(store, cfg, job_id),
+        lambda: export.status(store, job_id, JOB),
+        lambda: export.delete_job(store, cfg, job_id, JOB),
     ):
         with pytest.raises(FhirError) as err:
             call()
@@ -348,10 +350,10 @@ def test_job_that_cannot_write_fails_with_a_reason(
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     job_id = export.kick_off(
-        store, settings_for(blocker), "system", parse_params([], request_url=URL)
+        store, settings_for(blocker), "system", parse_params([], request_url=URL), JOB
     )
     join_workers()
-    job = export.status(store, job_id)
+    job = export.status(store, job_id, JOB)
     assert job.status == "failed"
     assert job.error and "Error" in job.error and str(tmp_path) not in job.error
     assert f"export job {job_id} failed" in caplog.text

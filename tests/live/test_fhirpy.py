@@ -4,17 +4,45 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 from fhirpy import SyncFHIRClient
-from fhirpy.base.exceptions import OperationOutcome, ResourceNotFound
+from fhirpy.base.exceptions import AuthorizationError, OperationOutcome, ResourceNotFound
+
+from benhan.auth.clients import register_client
+from benhan.store.database import Store
 
 pytestmark = pytest.mark.live
 CCCD = "https://benhan.vn/sid/cccd"
 
 
 @pytest.fixture
-def fhir(live_server: str) -> SyncFHIRClient:
-    return SyncFHIRClient(f"{live_server}/fhir", extra_headers={"Accept": "application/fhir+json"})
+def fhir(live_server: str, store: Store) -> SyncFHIRClient:
+    """fhirpy with a token got the way a facility's system gets one: OAuth client credentials."""
+    with store.begin() as conn:
+        client, secret = register_client(
+            conn, name="HIS bệnh viện", role_code="system-integrator", facility="27001"
+        )
+    assert secret is not None
+    r = httpx.post(
+        f"{live_server}/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "system/*.cruds"},
+        auth=(client.client_id, secret),
+    )
+    assert r.status_code == 200, r.text
+    token = r.json()["access_token"]
+    return SyncFHIRClient(
+        f"{live_server}/fhir",
+        authorization=f"Bearer {token}",
+        extra_headers={"Accept": "application/fhir+json"},
+    )
+
+
+def test_without_a_token_the_server_answers_401(live_server: str) -> None:
+    bare = SyncFHIRClient(f"{live_server}/fhir", extra_headers={"Accept": "application/fhir+json"})
+    with pytest.raises(AuthorizationError) as err:
+        bare.resources("Patient").fetch()
+    assert "Bearer" in str(err.value)
 
 
 def test_create_read_update_delete(fhir: SyncFHIRClient) -> None:

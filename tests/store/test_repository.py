@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from benhan.access import Actor
 from benhan.fhir.outcome import FhirError
 from benhan.store.database import Store
 from benhan.store.history import history
-from benhan.store.repository import Repo
+from benhan.store.repository import Repo, _Storage
 from benhan.store.schema import ix_token, metadata, resource, resource_version
 
 
@@ -26,7 +27,7 @@ def patient(**extra: Any) -> dict[str, Any]:
 
 def test_versions_and_history_rows(store: Store) -> None:
     with store.begin() as conn:
-        repo = Repo(conn, "27001")
+        repo = Repo(conn, Actor.job("27001", "test"))
         p = repo.create(patient())
         repo.update("Patient", p.id, {**patient(gender="female"), "id": p.id})
         repo.delete("Patient", p.id)
@@ -53,16 +54,18 @@ def test_a_failure_mid_write_leaves_the_previous_state(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with store.begin() as conn:
-        p = Repo(conn, "27001").create(patient())
+        p = Repo(conn, Actor.job("27001", "test")).create(patient())
 
     def broken(self: Repo, writes: Any) -> None:
         raise RuntimeError("disk full")  # after the resource rows, before the index rows
 
-    monkeypatch.setattr(Repo, "_insert_index_rows", broken)
+    monkeypatch.setattr(_Storage, "_insert_index_rows", broken)
     with pytest.raises(RuntimeError), store.begin() as conn:
-        Repo(conn, "27001").update("Patient", p.id, {**patient(gender="male"), "id": p.id})
+        Repo(conn, Actor.job("27001", "test")).update(
+            "Patient", p.id, {**patient(gender="male"), "id": p.id}
+        )
     with store.read() as conn:
-        current = Repo(conn, "27001").read("Patient", p.id)
+        current = Repo(conn, Actor.job("27001", "test")).read("Patient", p.id)
         assert current.version_id == 1 and "gender" not in current.resource
         archived = conn.scalar(
             sa.select(sa.func.count())
@@ -74,7 +77,7 @@ def test_a_failure_mid_write_leaves_the_previous_state(
 
 def test_invalid_resource_changes_nothing(store: Store) -> None:
     with pytest.raises(FhirError) as err, store.begin() as conn:
-        Repo(conn, "27001").create(patient(gender="robot"))
+        Repo(conn, Actor.job("27001", "test")).create(patient(gender="robot"))
     assert err.value.status == 400
     with store.read() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(resource)) == 0
@@ -82,7 +85,7 @@ def test_invalid_resource_changes_nothing(store: Store) -> None:
 
 def test_rows_carry_facility_and_patient_key(store: Store) -> None:
     with store.begin() as conn:
-        repo = Repo(conn, "27123")
+        repo = Repo(conn, Actor.job("27123", "test"))
         p = repo.create(patient())
         obs = repo.create(
             {
@@ -116,5 +119,5 @@ def test_bulk_load_defers_value_indexes_and_always_restores_them(store: Store) -
         raise RuntimeError("the load failed half-way")
     assert index_names() == before
     with store.bulk_load(), store.begin() as conn:
-        Repo(conn, "27001").create(patient())
+        Repo(conn, Actor.job("27001", "test")).create(patient())
     test_migrations_match_the_schema(store)

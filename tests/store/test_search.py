@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from benhan.access import Actor
 from benhan.fhir.outcome import FhirError
 from benhan.fhir.primitives import micros
 from benhan.store.database import Store
@@ -44,7 +45,7 @@ class Db:
 
     def add(self, res: dict[str, Any]) -> str:
         with self.store.begin() as conn:
-            return Repo(conn, FACILITY).create(res).id
+            return Repo(conn, Actor.job(FACILITY, "test")).create(res).id
 
     def search(self, rtype: str | None, query: str, *, strict: bool = True) -> SearchResult:
         req = parse_search(rtype, pairs(query), strict=strict)
@@ -68,7 +69,7 @@ class Db:
 
     def delete(self, rtype: str, rid: str) -> None:
         with self.store.begin() as conn:
-            Repo(conn, FACILITY).delete(rtype, rid)
+            Repo(conn, Actor.job(FACILITY, "test")).delete(rtype, rid)
 
 
 @pytest.fixture

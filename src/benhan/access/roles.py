@@ -7,6 +7,8 @@ claims', or one patient's own.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from enum import Enum
 
@@ -48,7 +50,9 @@ CLAIM_SUPPORT = frozenset(
 
 
 class Reach(Enum):
-    FACILITY = "facility"  # own facility's rows (+ treatment relationship, break-glass if clinician)
+    FACILITY = (
+        "facility"  # own facility's rows (+ treatment relationship, break-glass if clinician)
+    )
     PROVINCE_DEIDENTIFIED = "province-deidentified"  # every row, without names or identifiers
     CLAIMS = "claims"  # claims and the encounters and results that support them
     OWN_RECORD = "own-record"  # the patient's own compartment
@@ -67,13 +71,15 @@ class Role:
     machine: bool = False  # a client application, not a person
 
 
-def _scopes(context: str, spec: dict[str, frozenset[str] | set[str]]) -> Scopes:
+def _scopes(context: str, spec: Mapping[str, AbstractSet[str]]) -> Scopes:
     """{"rs": {...types}, "cruds": {...}} → Scopes."""
     words = [f"{context}/{t}.{acts}" for acts, types in spec.items() for t in sorted(types)]
     return Scopes.parse(words)
 
 
-def _role(code: str, vi: str, en: str, reach: Reach, spec: dict[str, set[str]], **kw: bool) -> Role:
+def _role(
+    code: str, vi: str, en: str, reach: Reach, spec: Mapping[str, AbstractSet[str]], **kw: bool
+) -> Role:
     context = "patient" if reach is Reach.OWN_RECORD else "system" if kw.get("machine") else "user"
     return Role(code, vi, en, _scopes(context, spec), reach, **kw)
 
@@ -83,65 +89,186 @@ _READ_DIR = {"rs": set(DIRECTORY)}
 ROLES: dict[str, Role] = {
     r.code: r
     for r in (
-        _role("registrar", "Tiếp đón", "Registrar", Reach.FACILITY, {
-            **_READ_DIR,
-            "cruds": {"Patient", "Encounter", "Coverage", "Appointment", "Consent",
-                      "RelatedPerson", "EpisodeOfCare"},
-        }),  # fmt: skip
-        _role("nurse", "Điều dưỡng", "Nurse", Reach.FACILITY, {
-            **_READ_DIR,
-            "rs": set(CLINICAL) | set(DIRECTORY),
-            "cruds": {"Observation", "MedicationAdministration", "Procedure", "CarePlan",
-                      "Flag", "AllergyIntolerance", "Immunization", "Specimen", "Task",
-                      "Communication", "Composition", "DocumentReference", "Encounter"},
-        }, clinician=True, break_glass=True),  # fmt: skip
-        _role("doctor", "Bác sĩ", "Doctor", Reach.FACILITY, {
-            "rs": set(DIRECTORY), "cruds": set(CLINICAL) - {"Consent", "Coverage"},
-        }, clinician=True, break_glass=True),  # fmt: skip
-        _role("lab-technician", "Kỹ thuật viên xét nghiệm", "Lab technician", Reach.FACILITY, {
-            **_READ_DIR,
-            "rs": {"Patient", "Encounter", "ServiceRequest", "Condition"} | set(DIRECTORY),
-            "cruds": {"Specimen", "Observation", "DiagnosticReport", "ImagingStudy", "Media",
-                      "DocumentReference"},
-        }, clinician=True),  # fmt: skip
-        _role("pharmacist", "Dược sĩ", "Pharmacist", Reach.FACILITY, {
-            "rs": {"Patient", "Encounter", "MedicationRequest", "MedicationAdministration",
-                   "MedicationStatement", "AllergyIntolerance", "Condition", "Observation"}
-                  | set(DIRECTORY),
-            "cruds": {"MedicationDispense", "Medication"},
-        }, clinician=True),  # fmt: skip
-        _role("facility-admin", "Quản trị cơ sở", "Facility administrator", Reach.FACILITY, {
-            "rs": set(DIRECTORY),
-            "cruds": {"Organization", "Location", "Practitioner", "PractitionerRole",
-                      "HealthcareService", "Schedule", "Slot", "Endpoint", "Device",
-                      "Medication"},
-        }),  # fmt: skip
-        _role("privacy-officer", "Cán bộ bảo vệ dữ liệu", "Privacy officer", Reach.FACILITY, {
-            "rs": {"AuditEvent", "Consent", "Patient", "Provenance"} | set(DIRECTORY),
-        }),  # fmt: skip
-        _role("doh-analyst", "Chuyên viên Sở Y tế", "DoH analyst", Reach.PROVINCE_DEIDENTIFIED, {
-            "rs": (set(CLINICAL) - {"Consent", "Provenance", "RelatedPerson", "Person"})
-                  | set(DIRECTORY) | set(CLAIMS),
-        }),  # fmt: skip
-        _role("insurance-assessor", "Giám định viên BHYT", "Insurance assessor", Reach.CLAIMS, {
-            "rs": set(CLAIMS) | set(CLAIM_SUPPORT) | set(DIRECTORY),
-            "cruds": {"ClaimResponse", "ExplanationOfBenefit"},
-        }),  # fmt: skip
-        _role("system-integrator", "Hệ thống kết nối", "System integrator", Reach.FACILITY, {
-            "cruds": {"*"},
-        }, machine=True),  # fmt: skip
-        _role("patient", "Người bệnh", "Patient", Reach.OWN_RECORD, {
-            "rs": (set(CLINICAL) - {"Provenance", "Person"}) | set(DIRECTORY) | set(CLAIMS),
-        }),  # fmt: skip
+        _role(
+            "registrar",
+            "Tiếp đón",
+            "Registrar",
+            Reach.FACILITY,
+            {
+                **_READ_DIR,
+                "cruds": {
+                    "Patient",
+                    "Encounter",
+                    "Coverage",
+                    "Appointment",
+                    "Consent",
+                    "RelatedPerson",
+                    "EpisodeOfCare",
+                },
+            },
+        ),
+        _role(
+            "nurse",
+            "Điều dưỡng",
+            "Nurse",
+            Reach.FACILITY,
+            {
+                **_READ_DIR,
+                "rs": set(CLINICAL) | set(DIRECTORY),
+                "cruds": {
+                    "Observation",
+                    "MedicationAdministration",
+                    "Procedure",
+                    "CarePlan",
+                    "Flag",
+                    "AllergyIntolerance",
+                    "Immunization",
+                    "Specimen",
+                    "Task",
+                    "Communication",
+                    "Composition",
+                    "DocumentReference",
+                    "Encounter",
+                },
+            },
+            clinician=True,
+            break_glass=True,
+        ),
+        _role(
+            "doctor",
+            "Bác sĩ",
+            "Doctor",
+            Reach.FACILITY,
+            {
+                "rs": set(DIRECTORY),
+                "cruds": set(CLINICAL) - {"Consent", "Coverage"},
+            },
+            clinician=True,
+            break_glass=True,
+        ),
+        _role(
+            "lab-technician",
+            "Kỹ thuật viên xét nghiệm",
+            "Lab technician",
+            Reach.FACILITY,
+            {
+                **_READ_DIR,
+                "rs": {"Patient", "Encounter", "ServiceRequest", "Condition"} | set(DIRECTORY),
+                "cruds": {
+                    "Specimen",
+                    "Observation",
+                    "DiagnosticReport",
+                    "ImagingStudy",
+                    "Media",
+                    "DocumentReference",
+                },
+            },
+            clinician=True,
+        ),
+        _role(
+            "pharmacist",
+            "Dược sĩ",
+            "Pharmacist",
+            Reach.FACILITY,
+            {
+                "rs": {
+                    "Patient",
+                    "Encounter",
+                    "MedicationRequest",
+                    "MedicationAdministration",
+                    "MedicationStatement",
+                    "AllergyIntolerance",
+                    "Condition",
+                    "Observation",
+                }
+                | set(DIRECTORY),
+                "cruds": {"MedicationDispense", "Medication"},
+            },
+            clinician=True,
+        ),
+        _role(
+            "facility-admin",
+            "Quản trị cơ sở",
+            "Facility administrator",
+            Reach.FACILITY,
+            {
+                "rs": set(DIRECTORY),
+                "cruds": {
+                    "Organization",
+                    "Location",
+                    "Practitioner",
+                    "PractitionerRole",
+                    "HealthcareService",
+                    "Schedule",
+                    "Slot",
+                    "Endpoint",
+                    "Device",
+                    "Medication",
+                },
+            },
+        ),
+        _role(
+            "privacy-officer",
+            "Cán bộ bảo vệ dữ liệu",
+            "Privacy officer",
+            Reach.FACILITY,
+            {
+                "rs": {"AuditEvent", "Consent", "Patient", "Provenance"} | set(DIRECTORY),
+            },
+        ),
+        _role(
+            "doh-analyst",
+            "Chuyên viên Sở Y tế",
+            "DoH analyst",
+            Reach.PROVINCE_DEIDENTIFIED,
+            {
+                "rs": (set(CLINICAL) - {"Consent", "Provenance", "RelatedPerson", "Person"})
+                | set(DIRECTORY)
+                | set(CLAIMS),
+            },
+        ),
+        _role(
+            "insurance-assessor",
+            "Giám định viên BHYT",
+            "Insurance assessor",
+            Reach.CLAIMS,
+            {
+                "rs": set(CLAIMS) | set(CLAIM_SUPPORT) | set(DIRECTORY),
+                "cruds": {"ClaimResponse", "ExplanationOfBenefit"},
+            },
+        ),
+        _role(
+            "system-integrator",
+            "Hệ thống kết nối",
+            "System integrator",
+            Reach.FACILITY,
+            {
+                "cruds": {"*"},
+            },
+            machine=True,
+        ),
+        _role(
+            "patient",
+            "Người bệnh",
+            "Patient",
+            Reach.OWN_RECORD,
+            {
+                "rs": (set(CLINICAL) - {"Provenance", "Person"}) | set(DIRECTORY) | set(CLAIMS),
+            },
+        ),
     )
 }
 # Someone not (yet) signed in, e.g. a failed login in the audit trail: sees nothing.
 ANONYMOUS = Role("anonymous", "Chưa đăng nhập", "Not signed in", Scopes(()), Reach.OWN_RECORD)
 # Trusted local jobs (import, synthetic data, the CLI): not a role anyone can be given.
 JOB = Role(
-    "job", "Tác vụ hệ thống", "System job", Scopes.parse(["system/*.cruds", "system/AuditEvent.rs"]),
-    Reach.EVERYTHING, machine=True,
-)  # fmt: skip
+    "job",
+    "Tác vụ hệ thống",
+    "System job",
+    Scopes.parse(["system/*.cruds", "system/AuditEvent.rs"]),
+    Reach.EVERYTHING,
+    machine=True,
+)
 
 
 def role(code: str) -> Role:
@@ -149,4 +276,6 @@ def role(code: str) -> Role:
         return ROLES[code]
     except KeyError:
         known = ", ".join(ROLES)
-        raise ValueError(f"vai trò không tồn tại / unknown role {code!r} (known: {known})") from None
+        raise ValueError(
+            f"vai trò không tồn tại / unknown role {code!r} (known: {known})"
+        ) from None

@@ -7,6 +7,7 @@ r(ead), u(pdate), d(elete), s(earch).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -80,18 +81,23 @@ class Scopes:
 
     def within(self, granted: Scopes) -> Scopes:
         """The part of these (requested) scopes that `granted` permits, action by action."""
-        out: list[Scope] = []
-        for s in self.items:
-            if s.rtype == "*":
-                keep = [g for g in granted.items if set(g.actions) & set(s.actions)]
-                for g in keep:
-                    acts = "".join(a for a in ACTIONS if a in s.actions and a in g.actions)
-                    out.append(Scope(s.context, g.rtype, acts))
-                continue
-            acts = "".join(a for a in ACTIONS if a in s.actions and granted.allows(s.rtype, a))
-            if acts:
-                out.append(Scope(s.context, s.rtype, acts))
-        return Scopes(tuple(dict.fromkeys(out)), self.extra)
+        return _within(self, granted)
 
     def __str__(self) -> str:
         return " ".join([*map(str, self.items), *self.extra])
+
+
+@functools.lru_cache(maxsize=1024)  # the same few (token scope, role) pairs on every request
+def _within(requested: Scopes, granted: Scopes) -> Scopes:
+    out: list[Scope] = []
+    for s in requested.items:
+        if s.rtype == "*":
+            keep = [g for g in granted.items if set(g.actions) & set(s.actions)]
+            for g in keep:
+                acts = "".join(a for a in ACTIONS if a in s.actions and a in g.actions)
+                out.append(Scope(s.context, g.rtype, acts))
+            continue
+        acts = "".join(a for a in ACTIONS if a in s.actions and granted.allows(s.rtype, a))
+        if acts:
+            out.append(Scope(s.context, s.rtype, acts))
+    return Scopes(tuple(dict.fromkeys(out)), requested.extra)

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.responses import FileResponse, Response
 
-from benhan.api.deps import settings, store
+from benhan.api.deps import actor, settings, store
 from benhan.api.responses import fhir_json
 from benhan.bulk import export as bulk
 from benhan.fhir.outcome import FhirError, Issue, info_outcome
@@ -46,13 +46,15 @@ async def export_group(gid: str, request: Request) -> Response:
 
 @router.get("/$export-status/{job_id}")
 async def export_status(job_id: str, request: Request) -> Response:
-    job = await run_in_threadpool(bulk.status, store(request), job_id)
+    who = await run_in_threadpool(actor, request)
+    job = await run_in_threadpool(bulk.status, store(request), job_id, who)
     return _status_response(job, settings(request).base_url)
 
 
 @router.delete("/$export-status/{job_id}")
 async def export_delete(job_id: str, request: Request) -> Response:
-    await run_in_threadpool(bulk.delete_job, store(request), settings(request), job_id)
+    who = await run_in_threadpool(actor, request)
+    await run_in_threadpool(bulk.delete_job, store(request), settings(request), job_id, who)
     return fhir_json(info_outcome(f"Đã xoá / deleted export job {job_id}"), 202)
 
 
@@ -60,16 +62,20 @@ async def export_delete(job_id: str, request: Request) -> Response:
 async def export_file(rest: str, request: Request) -> Response:
     """One NDJSON file; `rest` takes the whole tail so that no odd path falls through."""
     job_id, _, name = rest.partition("/")
-    path = await run_in_threadpool(bulk.job_file, store(request), settings(request), job_id, name)
+    who = await run_in_threadpool(actor, request)
+    path = await run_in_threadpool(
+        bulk.job_file, store(request), settings(request), job_id, name, who
+    )
     return FileResponse(path, media_type=NDJSON)
 
 
 async def _kick_off(request: Request, level: bulk.Level, group: str | None = None) -> Response:
+    who = await run_in_threadpool(actor, request)  # 401 before anything else
     _check_headers(request.headers)
     query = list(request.query_params.multi_items())
     params = bulk.parse_params(query, request_url=_public_url(request), group=group)
     job_id = await run_in_threadpool(
-        bulk.kick_off, store(request), settings(request), level, params
+        bulk.kick_off, store(request), settings(request), level, params, who
     )
     location = f"{settings(request).base_url}/$export-status/{job_id}"
     body = info_outcome(f"Đã nhận yêu cầu xuất / export accepted: {location}")

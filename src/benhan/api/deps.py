@@ -8,7 +8,9 @@ import orjson
 from fastapi import Request as HttpRequest
 from starlette.responses import Response
 
+from benhan.access import Actor
 from benhan.api import responses
+from benhan.api.security import bearer_actor
 from benhan.config import Settings
 from benhan.fhir.outcome import FhirError, Issue, bad_request, too_large
 from benhan.rest.message import Request
@@ -16,7 +18,7 @@ from benhan.rest.message import Response as FhirResponse
 from benhan.rest.operations import OPERATIONS
 from benhan.rest.router import Context, dispatch
 from benhan.store.database import Store
-from benhan.store.repository import Repo
+from benhan.store.unit import unit
 
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json-patch+json")
 FORM = "application/x-www-form-urlencoded"
@@ -78,13 +80,23 @@ def check_format(http: HttpRequest) -> None:
         )
 
 
-def run(http: HttpRequest, req: Request) -> FhirResponse:
-    """One dispatch in one database transaction (reads use a read-only connection)."""
+def actor(http: HttpRequest) -> Actor:
+    """Who is asking: the bearer token's account or client (401 without a valid one)."""
     s, cfg = store(http), settings(http)
-    unit = s.read() if req.method in READ_METHODS else s.begin()
-    with unit as conn:
-        ctx = Context(Repo(conn, cfg.facility), cfg.base_url, dict(OPERATIONS))
-        return dispatch(ctx, req)
+    address = http.client.host if http.client else None
+    with s.read() as conn:
+        return bearer_actor(
+            conn, http.headers.get("authorization"), address=address, audience=cfg.base_url
+        )
+
+
+def run(http: HttpRequest, req: Request) -> FhirResponse:
+    """One dispatch as the caller, in one unit of work: checked, audited, one transaction
+    (reads use a read-only connection)."""
+    s, cfg = store(http), settings(http)
+    who = actor(http)
+    with unit(s, who, write=req.method not in READ_METHODS) as repo:
+        return dispatch(Context(repo, cfg.base_url, dict(OPERATIONS)), req)
 
 
 async def handle(http: HttpRequest, path: str) -> Response:

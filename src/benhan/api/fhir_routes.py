@@ -6,12 +6,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from benhan.api import responses
-from benhan.api.deps import check_format, fhir_request, handle, settings, store
+from benhan.api.deps import actor, check_format, fhir_request, handle, settings, store
 from benhan.rest.bundle import process
 from benhan.rest.capability import capability_statement
 from benhan.rest.operations import OPERATIONS
 from benhan.rest.router import Context
-from benhan.store.repository import Repo
+from benhan.store.unit import unit
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
 
@@ -34,8 +34,8 @@ async def transaction(request: Request) -> Response:
 
 def _process(request: Request, bundle: object) -> dict[str, object]:
     cfg = settings(request)
-    with store(request).begin() as conn:
-        return process(Context(Repo(conn, cfg.facility), cfg.base_url, dict(OPERATIONS)), bundle)
+    with unit(store(request), actor(request), write=True) as repo:
+        return process(Context(repo, cfg.base_url, dict(OPERATIONS)), bundle)
 
 
 @router.get("")

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from benhan.access import Actor, Reach, Scopes, role
+from benhan.access import Actor, Reach, Role, Scopes, role
 from benhan.fhir.primitives import micros, now
 from benhan.store.schema import account, login_failure
 
@@ -133,7 +135,7 @@ def create_account(
     return _account(row)
 
 
-def _check_role(role_code: str, facility: str, patient: str | None) -> object:
+def _check_role(role_code: str, facility: str, patient: str | None) -> Role:
     try:
         r = role(role_code)
     except ValueError as exc:
@@ -167,9 +169,7 @@ def list_accounts(conn: sa.Connection, facility: str | None) -> list[Account]:
     return [_account(r) for r in conn.execute(q).mappings()]
 
 
-def authenticate(
-    conn: sa.Connection, username: str, password: str, address: str | None
-) -> Account:
+def authenticate(conn: sa.Connection, username: str, password: str, address: str | None) -> Account:
     """The active account with this name and password; failures are counted and throttled.
 
     The caller commits even when this raises, so that the failure is remembered.
@@ -198,7 +198,9 @@ def authenticate(
         )
     if _hasher.check_needs_rehash(row.password_hash):
         conn.execute(
-            account.update().where(account.c.id == row.id).values(password_hash=hash_password(password))
+            account.update()
+            .where(account.c.id == row.id)
+            .values(password_hash=hash_password(password))
         )
     found = get_account(conn, row.id)
     assert found is not None
@@ -230,7 +232,9 @@ def _remember_failure(conn: sa.Connection, username: str, address: str | None) -
         rows.append({"subject": f"ip:{address}", "at": stamp})
     conn.execute(login_failure.insert(), rows)
     # Old failures say nothing any more: keep the table small.
-    conn.execute(login_failure.delete().where(login_failure.c.at < stamp - 2 * WINDOW_S * 1_000_000))
+    conn.execute(
+        login_failure.delete().where(login_failure.c.at < stamp - 2 * WINDOW_S * 1_000_000)
+    )
 
 
 def set_password(conn: sa.Connection, account_id: str, password: str) -> None:
@@ -273,14 +277,14 @@ def update_account(
     return found
 
 
-def _account(row: sa.RowMapping | dict[str, object]) -> Account:
+def _account(row: Mapping[Any, Any]) -> Account:
     return Account(
         id=str(row["id"]),
         username=str(row["username"]),
         role=str(row["role"]),
         facility=str(row["facility"]),
         display_name=str(row["display_name"]),
-        practitioner=row["practitioner"] and str(row["practitioner"]),  # type: ignore[arg-type]
-        patient=row["patient"] and str(row["patient"]),  # type: ignore[arg-type]
+        practitioner=row["practitioner"] and str(row["practitioner"]),
+        patient=row["patient"] and str(row["patient"]),
         active=bool(row["active"]),
     )

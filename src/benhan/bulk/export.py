@@ -16,13 +16,16 @@ from typing import IO, Any, Literal
 import orjson
 import sqlalchemy as sa
 
+from benhan.access import JOB, Actor, Scopes, role
 from benhan.config import Settings
 from benhan.fhir.definitions import Resource, resource_types
 from benhan.fhir.outcome import FhirError, Issue
 from benhan.fhir.primitives import date_range, from_micros, instant, micros, now, split_ref
 from benhan.store.database import Store
+from benhan.store.policy import Policy
 from benhan.store.repository import Repo
 from benhan.store.schema import export_job, resource
+from benhan.store.unit import unit
 
 log = logging.getLogger("benhan.bulk")
 
@@ -72,7 +75,7 @@ class Job:
         return {
             "transactionTime": instant(from_micros(self.created_us)),
             "request": self.request,
-            "requiresAccessToken": False,  # no authentication on this API yet
+            "requiresAccessToken": True,  # the files are fetched with the kick-off's token
             "output": [
                 {
                     "type": o["type"],
@@ -97,19 +100,47 @@ def write_ndjson(
     patients: list[str] | None,
     progress: Progress | None = None,
     any_patient: bool = False,
+    policy: Policy | None = None,
 ) -> list[ExportFile]:
     """Write one <Type>.ndjson per type with a match: current, non-deleted versions, as stored.
 
     Rows are streamed (a server-side cursor on PostgreSQL, BATCH rows at a time). `patients` keeps
     only those Patient compartments (Group level); `any_patient` keeps rows in any compartment
     (Patient level). Files of the same names in out_dir are overwritten. progress(type, n) is
-    called after each batch: n more resources of that type were written.
+    called after each batch: n more resources of that type were written. With a `policy`, only
+    the rows it lets its actor see are written, de-identified where it says so.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    rule = policy.visible(resource, None) if policy else None
+    redact = policy.redact if policy and policy.deidentify else None
     with _Files(out_dir) as files:
         for query in _queries(types, since_us, patients, any_patient):
-            _copy(conn, query, files, progress)
+            _copy(conn, query if rule is None else query.where(rule), files, progress, redact)
         return files.written()
+
+
+def export_as(
+    repo: Repo,
+    out_dir: Path,
+    *,
+    level: Level,
+    types: list[str] | None,
+    since_us: int | None,
+    patients: list[str] | None,
+) -> list[ExportFile]:
+    """write_ndjson as the repository's actor: what they may see, recorded in their trail."""
+    files = write_ndjson(
+        repo.conn,
+        out_dir,
+        types=types,
+        since_us=since_us,
+        patients=patients,
+        any_patient=level == "patient",
+        policy=repo.policy,
+    )
+    access = repo.trail.record("operation", query=f"$export?level={level}")
+    access.detail = f"{sum(f.count for f in files)} resources written"
+    return files
 
 
 def _queries(
@@ -135,14 +166,18 @@ def _queries(
 
 
 def _copy(
-    conn: sa.Connection, query: sa.Select[str, str], files: _Files, progress: Progress | None
+    conn: sa.Connection,
+    query: sa.Select[str, str],
+    files: _Files,
+    progress: Progress | None,
+    redact: Callable[[bytes], bytes] | None,
 ) -> None:
     # yield_per implies stream_results: psycopg reads through a named (server-side) cursor.
     result = conn.execute(query.execution_options(yield_per=BATCH))
     for rows in result.partitions():
         done: dict[str, int] = {}
         for rtype, content in rows:
-            files.write(rtype, content)
+            files.write(rtype, redact(content.encode()).decode() if redact else content)
             done[rtype] = done.get(rtype, 0) + 1
         if progress is not None:
             for rtype, n in done.items():
@@ -254,14 +289,17 @@ def _since(given: list[str]) -> tuple[str | None, int | None, list[Issue]]:
 # ---- jobs -----------------------------------------------------------------------------------
 
 
-def kick_off(store: Store, settings: Settings, level: Level, params: ExportParams) -> str:
+def kick_off(
+    store: Store, settings: Settings, level: Level, params: ExportParams, actor: Actor
+) -> str:
     """Record an export job and start it on a daemon thread; returns the job id.
 
     The job's whole state is its export_job row, so any API process behind the load balancer
     answers the status calls. The files go to settings.export_dir / job id: in production that
     must be storage shared by every API process, or a download only works on the one that wrote it.
+    The job runs as `actor` (what it may see is what it exports) and only they may fetch it.
     """
-    patients = group_members(store, settings, params.group) if level == "group" else None
+    patients = group_members(store, actor, params.group) if level == "group" else None
     job_id = uuid.uuid4().hex
     record = {
         "level": level,
@@ -270,8 +308,11 @@ def kick_off(store: Store, settings: Settings, level: Level, params: ExportParam
         "since_us": params.since_us,
         "group": params.group,
         "patients": patients,
+        "owner": owner_of(actor),
     }
-    with store.begin() as conn:
+    with unit(store, actor, write=True) as repo:
+        conn = repo.conn
+        repo.trail.record("operation", query=f"$export?level={level}")
         conn.execute(
             export_job.insert().values(
                 id=job_id,
@@ -279,7 +320,7 @@ def kick_off(store: Store, settings: Settings, level: Level, params: ExportParam
                 request=params.request_url,
                 params=orjson.dumps(record).decode(),
                 created=micros(now()),
-                facility=settings.facility,
+                facility=actor.facility,
             )
         )
     worker = threading.Thread(
@@ -292,12 +333,41 @@ def kick_off(store: Store, settings: Settings, level: Level, params: ExportParam
     return job_id
 
 
-def group_members(store: Store, settings: Settings, gid: str | None) -> list[str]:
+def owner_of(actor: Actor) -> dict[str, Any]:
+    """What a job must remember of who asked for it, to act as them later."""
+    return {
+        "kind": actor.kind,
+        "name": actor.name,
+        "role": actor.role.code,
+        "facility": actor.facility,
+        "account": actor.account,
+        "practitioner": actor.practitioner,
+        "patient": actor.patient,
+        "scopes": str(actor.scopes),
+    }
+
+
+def actor_of(owner: dict[str, Any]) -> Actor:
+    code = owner["role"]
+    r = JOB if code == JOB.code else role(code)
+    return Actor(
+        kind=owner["kind"],
+        name=owner["name"],
+        role=r,
+        facility=owner["facility"],
+        scopes=Scopes.parse(owner["scopes"]).within(r.scopes),
+        account=owner["account"],
+        practitioner=owner["practitioner"],
+        patient=owner["patient"],
+    )
+
+
+def group_members(store: Store, actor: Actor, gid: str | None) -> list[str]:
     """Patient ids of a Group's active members (Group.member.entity); 404/410 if no such Group."""
     if gid is None:
         raise ValueError("a Group-level export needs a group id")
-    with store.read() as conn:
-        group: Resource = Repo(conn, settings.facility).read("Group", gid).resource
+    with unit(store, actor, write=False) as repo:
+        group: Resource = repo.read("Group", gid).resource
     ids: list[str] = []
     for member in group.get("member") or []:
         ref = (member.get("entity") or {}).get("reference")
@@ -313,14 +383,15 @@ def run_job(store: Store, export_dir: Path, job_id: str) -> None:
         params = _start(store, job_id)
         if params is None:  # deleted before it started
             return
-        with store.read() as conn:
-            files = write_ndjson(
-                conn,
+        actor = actor_of(params["owner"])
+        with unit(store, actor, write=False) as repo:
+            files = export_as(
+                repo,
                 export_dir / job_id,
+                level=params["level"],
                 types=params["types"],
                 since_us=params["since_us"],
                 patients=params["patients"],
-                any_patient=params["level"] == "patient",
             )
         _finish(store, export_dir, job_id, files)
     except Exception as exc:  # a job must end in a recorded state, whatever went wrong
@@ -383,20 +454,26 @@ def _fail(store: Store, export_dir: Path, job_id: str, exc: Exception) -> None:
         log.error("export job %s: could not record the failure: %s", job_id, type(again).__name__)
 
 
-def status(store: Store, job_id: str) -> Job:
-    """The job as stored; 404 if there is no such job (never was, or deleted)."""
+def status(store: Store, job_id: str, actor: Actor) -> Job:
+    """The job as stored; 404 if there is no such job (never was, or deleted) or if `actor` is
+    not who asked for it."""
     row = None
     if JOB_ID.match(job_id):
         with store.read() as conn:
             row = conn.execute(sa.select(export_job).where(export_job.c.id == job_id)).first()
-    if row is None:
+    if row is None or not _owns(actor, orjson.loads(row.params).get("owner") or {}):
         raise unknown_job(job_id)
     output = orjson.loads(row.output) if row.output else []
     return Job(row.id, row.status, row.request, row.created, output, row.error)
 
 
-def delete_job(store: Store, settings: Settings, job_id: str) -> None:
+def _owns(actor: Actor, owner: dict[str, Any]) -> bool:
+    return actor.unrestricted or (owner.get("kind"), owner.get("name")) == (actor.kind, actor.name)
+
+
+def delete_job(store: Store, settings: Settings, job_id: str, actor: Actor) -> None:
     """Forget a job and remove its files (STU2 "Delete a Bulk Data Request"); 404 if unknown."""
+    status(store, job_id, actor)  # 404 unless the caller owns it
     gone = 0
     if JOB_ID.match(job_id):
         with store.begin() as conn:
@@ -407,14 +484,14 @@ def delete_job(store: Store, settings: Settings, job_id: str) -> None:
     shutil.rmtree(settings.export_dir / job_id, ignore_errors=True)
 
 
-def job_file(store: Store, settings: Settings, job_id: str, name: str) -> Path:
+def job_file(store: Store, settings: Settings, job_id: str, name: str, actor: Actor) -> Path:
     """The path of one output file of a completed job; 404 for anything else."""
     missing = FhirError(
         404, Issue("not-found", f"Không tìm thấy tệp / no such export file: {job_id}/{name}"[:300])
     )
     if not FILE_NAME.match(name):
         raise missing
-    job = status(store, job_id)
+    job = status(store, job_id, actor)
     if job.status != "completed" or name not in {o["file"] for o in job.output}:
         raise missing
     job_dir = (settings.export_dir / job.id).resolve()

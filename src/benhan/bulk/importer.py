@@ -19,12 +19,14 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from benhan.access import Actor
 from benhan.fhir.definitions import Resource, resource_types
 from benhan.fhir.outcome import FhirError
 from benhan.fhir.primitives import split_ref
 from benhan.rest.bundle import process
 from benhan.rest.operations import OPERATIONS
 from benhan.rest.router import Context, is_conditional, resolve_conditional
+from benhan.store.audit import Access, audit_event, write_events
 from benhan.store.database import Store
 from benhan.store.repository import Repo, Write, by_type, references
 from benhan.store.schema import resource
@@ -77,7 +79,16 @@ def import_files(
         else:
             job.bundle_file(f)
     _count_unresolved(store, job.seen, job.report)
+    _audit(store, facility, job.report)
     return job.report
+
+
+def _audit(store: Store, facility: str, report: ImportReport) -> None:
+    """One AuditEvent for the whole run: what a local job wrote, not each resource."""
+    stored = sum(report.stored.values())
+    access = Access("batch", detail=f"benhan import: {stored} stored, {len(report.errors)} errors")
+    with store.begin() as conn:
+        write_events(conn, [audit_event(Actor.job(facility, "import"), access)], facility)
 
 
 @dataclass
@@ -93,7 +104,7 @@ class _Job:
     resolved: dict[str, str] = field(default_factory=dict)  # "Type?query" → "Type/id"
 
     def ctx(self, conn: sa.Connection) -> Context:
-        return Context(Repo(conn, self.facility), self.base, dict(OPERATIONS))
+        return Context(Repo(conn, Actor.job(self.facility, "import")), self.base, dict(OPERATIONS))
 
     def ndjson(self, f: Path) -> None:
         batch: list[tuple[int, Resource]] = []
@@ -254,7 +265,7 @@ def _note_refs(res: Resource, seen: set[str]) -> None:
 
 def _count_unresolved(store: Store, seen: set[str], report: ImportReport) -> None:
     with store.read() as conn:
-        missing = Repo(conn, "").missing_targets(seen, set())
+        missing = Repo(conn, Actor.job("", "import")).missing_targets(seen, set())
     for rtype, _rid in missing:
         report.unresolved[rtype] += 1
 

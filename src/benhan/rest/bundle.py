@@ -58,6 +58,7 @@ def process(ctx: Context, bundle: Any) -> dict[str, Any]:
             f"transaction or batch, got {kind!r}",
             "Bundle.type",
         )
+    ctx.repo.trail.bundle = kind  # one AuditEvent for the whole Bundle
     entries = _entries(bundle)
     if kind == "batch":
         return _batch(ctx, entries)

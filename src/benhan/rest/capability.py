@@ -48,7 +48,36 @@ def capability_statement(base: str) -> dict[str, Any]:
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
-        "rest": [_rest()],
+        "rest": [{**_rest(), "security": _security(base)}],
+    }
+
+
+def _security(base: str) -> dict[str, Any]:
+    """SMART on FHIR: where to get a token (http://hl7.org/fhir/smart-app-launch/conformance.html);
+    clients should read /.well-known/smart-configuration, this is the older way to say it."""
+    origin = base.split("/fhir", 1)[0]
+    return {
+        "cors": False,
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "OAuth 2.0 with SMART v2 scopes (client credentials, code + PKCE)",
+            }
+        ],
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [
+                    {"url": "token", "valueUri": f"{origin}/oauth/token"},
+                    {"url": "authorize", "valueUri": f"{origin}/oauth/authorize"},
+                ],
+            }
+        ],
     }
 
 

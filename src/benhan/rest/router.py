@@ -19,7 +19,6 @@ from benhan.fhir.outcome import FhirError, Issue, bad_request, info_outcome, not
 from benhan.fhir.primitives import date_range
 from benhan.rest import render
 from benhan.rest.message import Request, Response
-from benhan.store.history import history
 from benhan.store.repository import Repo, Saved, parse_etag
 from benhan.store.search import SearchRequest, parse_search, run_search
 
@@ -127,7 +126,7 @@ def search(ctx: Context, req: Request, parts: list[str]) -> Response:
     query = [(k, v) for k, v in req.query if k not in HTTP_ONLY]
     strict = req.prefer.get("handling") == "strict"
     sreq = parse_search(rtype, query, strict=strict)
-    result = run_search(ctx.conn, sreq)
+    result = ctx.repo.search(sreq, [k for k, _v in query])
     issues = None
     if sreq.ignored:
         issues = info_outcome(
@@ -141,10 +140,8 @@ def search(ctx: Context, req: Request, parts: list[str]) -> Response:
 def history_of(ctx: Context, req: Request, parts: list[str]) -> Response:
     rtype = parts[0] if parts and parts[0] != "_history" else None
     rid = parts[1] if len(parts) > 2 else None
-    if rtype and rid and ctx.repo.current_version(rtype, rid) is None:
-        raise not_found(rtype, rid)
     count, offset, since = _history_params(req.query)
-    versions, total = history(ctx.conn, rtype, rid, since=since, count=count, offset=offset)
+    versions, total = ctx.repo.history(rtype, rid, since=since, count=count, offset=offset)
     body = render.history_bundle(
         ctx.base, "/".join(parts), req.query, versions, total, offset, count
     )
@@ -262,7 +259,7 @@ def match(ctx: Context, rtype: str, criteria: str | list[tuple[str, str]]) -> li
     ctx.repo.lock(f"{rtype}?{sorted(query)}")
     sreq: SearchRequest = parse_search(rtype, [*query, ("_count", "2")], strict=True)
     sreq.total = "none"
-    ids = [rid for _t, rid, _c in run_search(ctx.conn, sreq).matches]
+    ids = [rid for _t, rid, _c in run_search(ctx.conn, sreq, ctx.repo.policy.visible).matches]
     if len(ids) > 1:
         raise precondition(
             "Điều kiện khớp nhiều tài nguyên / conditional criteria matched more than one resource"

@@ -68,6 +68,7 @@ class Trail:
     def __init__(self, actor: Actor) -> None:
         self.actor = actor
         self.accesses: list[Access] = []
+        self.bundle: str | None = None  # "transaction" or "batch": one event for the Bundle
 
     def record(
         self,
@@ -80,19 +81,28 @@ class Trail:
         self.accesses.append(access)
         return access
 
-    def failed(self, status: int, code: str, subtype: str | None = None) -> None:
-        """The unit was refused or failed: what it did is undone, and that is what is recorded."""
+    def failed(self, status: int, code: str, since: int = 0, subtype: str = "operation") -> None:
+        """What was done since access number `since` was refused or undone: recorded as such
+        (an access already marked keeps its more precise reason)."""
         outcome = OUTCOME_SERIOUS if status >= 500 else OUTCOME_MINOR
-        detail = f"{status} {code}"
-        if not self.accesses:
-            self.accesses.append(Access(subtype or "operation"))
-        for a in self.accesses:
-            a.outcome, a.detail = outcome, detail
+        if len(self.accesses) <= since:
+            self.accesses.append(Access(subtype))
+        for a in self.accesses[since:]:
+            if a.outcome == OUTCOME_OK:
+                a.outcome, a.detail = outcome, f"{status} {code}"
 
     def events(self) -> list[Resource]:
         if self.actor.unrestricted and all(a.event is None for a in self.accesses):
             return []  # local jobs record their own summary event (bulk/importer.py)
-        return [audit_event(self.actor, a) for a in self.accesses]
+        accesses = self.accesses
+        if self.bundle and accesses:
+            whole = Access(self.bundle, outcome=max(a.outcome for a in accesses))
+            whole.detail = next((a.detail for a in accesses if a.detail), None)
+            for a in accesses:
+                whole.entities += a.entities
+                whole.patients |= a.patients
+            accesses = [whole]
+        return [audit_event(self.actor, a) for a in accesses]
 
     def flush(self, conn: sa.Connection) -> None:
         write_events(conn, self.events(), self.actor.facility)
@@ -193,7 +203,7 @@ def write_events(conn: sa.Connection, events: list[Resource], facility: str) -> 
     for e in events:
         e["id"] = new_id()
         writes.append(prepare_write(e, "POST", facility=facility))
-    store_writes(conn, writes)
+    store_writes(conn, writes, facility)
 
 
 def security_event(

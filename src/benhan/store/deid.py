@@ -25,6 +25,9 @@ FREE_TEXT = frozenset({"text", "comment", "description", "valueString", "note", 
 DROPPED_ELEMENTS = frozenset({"contained", "contact", "photo", "link", "generalPractitioner"})
 ADDRESS_KEPT = frozenset({"district", "state", "country", "use", "type", "extension"})
 YEAR_ONLY = frozenset({"birthDate"})
+CODED_VALUES = frozenset(
+    {"Code", "Coding", "CodeableConcept", "Boolean", "Integer", "Decimal", "Date", "DateTime"}
+)
 
 
 def deidentify(res: Resource) -> Resource:
@@ -85,8 +88,7 @@ def _extension(ext: dict[str, Any]) -> dict[str, Any]:
     """Extensions keep their coded values only: a string or free text could be anything."""
     out: dict[str, Any] = {"url": ext.get("url")}
     for k, v in ext.items():
-        if k.startswith("value") and k[5:] in ("Code", "Coding", "CodeableConcept", "Boolean",
-                                              "Integer", "Decimal", "Date", "DateTime"):  # fmt: skip
+        if k.startswith("value") and k[5:] in CODED_VALUES:
             out[k] = v
         elif k == "extension" and isinstance(v, list):
             out[k] = [_extension(e) for e in v if isinstance(e, dict)]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from benhan.store.schema import resource, resource_version
+from benhan.store.search.criteria import Visibility
 
 
 @dataclass(slots=True)
@@ -22,6 +23,7 @@ class Version:
     method: str
     deleted: bool
     content: bytes | None
+    patient_key: str | None = None
 
 
 def history(
@@ -32,9 +34,13 @@ def history(
     since: int | None,
     count: int,
     offset: int,
+    visible: Visibility | None = None,
 ) -> tuple[list[Version], int]:
-    """Newest first; returns one page and the total number of versions matched."""
-    versions = sa.union_all(*(_select(t, rtype, rid, since) for t in (resource, resource_version)))
+    """Newest first; returns one page and the total number of versions matched, of the rows
+    `visible` allows."""
+    versions = sa.union_all(
+        *(_select(t, rtype, rid, since, visible) for t in (resource, resource_version))
+    )
     sub = versions.subquery()
     total = conn.scalar(sa.select(sa.func.count()).select_from(sub))
     rows = conn.execute(
@@ -44,14 +50,19 @@ def history(
         .offset(offset)
     ).all()
     page = [
-        Version(r[0], r[1], r[2], r[3], r[4], r[5], r[6].encode() if r[6] else None) for r in rows
+        Version(r[0], r[1], r[2], r[3], r[4], r[5], r[6].encode() if r[6] else None, r[7])
+        for r in rows
     ]
     return page, int(total or 0)
 
 
 def _select(
-    table: sa.Table, rtype: str | None, rid: str | None, since: int | None
-) -> sa.Select[tuple[str, str, int, int, str, bool, str]]:
+    table: sa.Table,
+    rtype: str | None,
+    rid: str | None,
+    since: int | None,
+    visible: Visibility | None,
+) -> sa.Select[tuple[str, str, int, int, str, bool, str, str]]:
     c = table.c
     where = []
     if rtype:
@@ -60,6 +71,9 @@ def _select(
         where.append(c.id == rid)
     if since is not None:
         where.append(c.last_updated >= since)
+    rule = visible(table, rtype) if visible else None
+    if rule is not None:
+        where.append(rule)
     return sa.select(
         c.rtype,
         c.id,
@@ -68,4 +82,5 @@ def _select(
         c.method,
         c.deleted,
         sa.cast(c.content, sa.Text).label("content"),
+        c.patient_key,
     ).where(*where)

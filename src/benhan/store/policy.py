@@ -44,7 +44,6 @@ class Policy:
         self.actor = actor
         self.role = actor.role
         self.facility = actor.facility
-        self.now_us = micros(now())
 
     # ---- interactions ------------------------------------------------------------------
 
@@ -66,16 +65,20 @@ class Policy:
 
     # ---- rows --------------------------------------------------------------------------
 
-    def visible(self, t: FromClause, action: str = "r") -> Predicate | None:
-        """The rows of `t` the actor may `action` ("r" read, "s" search); None = all."""
+    def visible(self, t: FromClause, rtype: str | None = None) -> Predicate | None:
+        """The rows of `t` the actor may read; None = all. With `rtype`, the rows are of that
+        one type (the caller filters on it), so only its scope is checked, here in Python."""
         if self.actor.unrestricted:
             return None
-        c = t.c
-        clauses = [self._types(c.rtype, action)]
-        rows = self._rows(t)
-        if rows is not None:
-            clauses.append(rows)
-        return sa.and_(*clauses)
+        if rtype is not None:
+            return _rows_of(self, t) if self.allows(rtype, "r") else sa.false()
+        return _typed_rows_of(self, t)
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What the predicate depends on (the moment enters as a bind evaluated at run time)."""
+        a = self.actor
+        return (a.role.code, a.facility, a.account, a.patient, a.scopes)
 
     def _types(self, rtype: Any, action: str) -> Predicate:
         wildcard, named = self.actor.scopes.types(action)
@@ -98,9 +101,7 @@ class Policy:
         clauses: list[Predicate] = [c.facility == self.facility, directory]
         if self.role.clinician:
             treated = same_person(treated_at(self.facility))
-            clauses.append(
-                sa.and_(c.patient_key.in_(treated), c.patient_key.not_in(withheld()))
-            )
+            clauses.append(sa.and_(c.patient_key.in_(treated), c.patient_key.not_in(withheld())))
         if self.role.break_glass and self.actor.account:
             clauses.append(c.patient_key.in_(same_person(self._glass())))
         if self.allows("AuditEvent", "r"):
@@ -108,9 +109,9 @@ class Policy:
         return sa.or_(*clauses)
 
     def _glass(self) -> sa.Select[Any]:
+        at = sa.bindparam("glass_now", callable_=lambda: micros(now()), type_=sa.BigInteger)
         return sa.select(break_glass.c.patient_key).where(
-            break_glass.c.account_id == self.actor.account,
-            break_glass.c.expires > self.now_us,
+            break_glass.c.account_id == self.actor.account, break_glass.c.expires > at
         )
 
     def _claims(self, t: FromClause) -> Predicate:
@@ -170,6 +171,35 @@ class Policy:
         from benhan.store.deid import deidentify
 
         return orjson.dumps(deidentify(orjson.loads(content)))
+
+
+# Building a predicate costs milliseconds of SQLAlchemy; the same actor on the same table gets
+# the same one (it holds no moment: break-glass expiry is a bind evaluated when it runs).
+_CACHE: dict[tuple[object, ...], Predicate] = {}
+_CACHE_MAX = 4096  # actors × tables; cleared when full (aliases made per query come and go)
+
+
+def _cached(policy: Policy, t: FromClause, typed: bool) -> Predicate:
+    k = (policy.key, t, typed)
+    hit = _CACHE.get(k)
+    if hit is None:
+        rows = policy._rows(t)
+        hit = rows if rows is not None else sa.true()
+        if typed:
+            types = policy._types(t.c.rtype, "r")
+            hit = types if rows is None else sa.and_(types, rows)
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[k] = hit
+    return hit
+
+
+def _rows_of(policy: Policy, t: FromClause) -> Predicate:
+    return _cached(policy, t, typed=False)
+
+
+def _typed_rows_of(policy: Policy, t: FromClause) -> Predicate:
+    return _cached(policy, t, typed=True)
 
 
 def treated_at(facility: str) -> sa.Select[Any]:

@@ -1,29 +1,37 @@
-"""The repository: create, read, vread, update, patch, delete, history, with every version kept.
+"""The repository: create, read, vread, update, patch, delete, search, history, $everything.
 
-Every write validates the resource (fhir.validation), checks that local references point at
-resources that exist, stores the new version and its search-index rows in the caller's
-transaction, so a failure anywhere leaves the previous state. Semantics follow
-http://hl7.org/fhir/R4/http.html.
+A Repo works for one actor (access/): every call checks the actor's scopes, sees only the rows
+the actor's policy allows (store/policy.py), and records the access in the unit's audit trail
+(store/audit.py), so no route can forget either. Every write validates the resource
+(fhir.validation), checks that local references point at resources that exist, stores the new
+version and its search-index rows in the caller's transaction, so a failure anywhere leaves the
+previous state. Semantics follow http://hl7.org/fhir/R4/http.html.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
 
-from benhan.fhir.definitions import Resource, patient_compartment
+from benhan.access import Actor
+from benhan.fhir.definitions import Resource, patient_compartment, resource_types
 from benhan.fhir.outcome import FhirError, Issue, gone, not_found, precondition, unprocessable
 from benhan.fhir.primitives import instant, micros, now, split_ref
 from benhan.fhir.searchparams import extract
 from benhan.fhir.validation import validate
+from benhan.store import compartment
+from benhan.store.audit import Trail
 from benhan.store.bulk_insert import bulk_insert
+from benhan.store.history import Version, history
+from benhan.store.policy import Policy
 from benhan.store.schema import (
     INDEX_TABLES,
     INDEX_VALUES,
@@ -32,8 +40,10 @@ from benhan.store.schema import (
     resource,
     resource_version,
 )
+from benhan.store.search import SearchRequest, SearchResult, run_search
 
 CHUNK = 500  # rows per IN (...) lookup
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(slots=True)
@@ -68,60 +78,200 @@ class Write:
     facility: str = ""  # the owner; the repository's own facility when empty
 
 
-class Repo:
-    """All reads and writes of one unit of work, on behalf of one facility."""
+def _audited(subtype: str) -> Callable[[F], F]:
+    """A refusal or failure of the call is recorded as the outcome of what it accessed (or, if
+    it failed before naming anything, of a `subtype` access), even if the caller carries on."""
 
-    def __init__(self, conn: sa.Connection, facility: str) -> None:
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def call(self: Repo, *args: Any, **kwargs: Any) -> Any:
+            mark = len(self.trail.accesses)
+            try:
+                return fn(self, *args, **kwargs)
+            except FhirError as exc:
+                code = exc.issues[0].code if exc.issues else "error"
+                self.trail.failed(exc.status, code, since=mark, subtype=subtype)
+                raise
+
+        return call  # type: ignore[return-value]
+
+    return wrap
+
+
+class Repo:
+    """All reads and writes of one unit of work, on behalf of one actor."""
+
+    def __init__(self, conn: sa.Connection, actor: Actor, trail: Trail | None = None) -> None:
         self.conn = conn
-        self.facility = facility
+        self.actor = actor
+        self.facility = actor.facility
+        self.policy = Policy(actor)
+        self.trail = trail if trail is not None else Trail(actor)
+
+    def only_visible(
+        self, t: sa.FromClause, rtype: str | None = None
+    ) -> list[sa.ColumnElement[bool]]:
+        rule = self.policy.visible(t, rtype)
+        return [] if rule is None else [rule]
 
     # ---- reads -------------------------------------------------------------------------
 
+    @_audited("read")
     def read(self, rtype: str, rid: str) -> Saved:
-        """http://hl7.org/fhir/R4/http.html#read: 404 if never existed, 410 if deleted."""
+        """http://hl7.org/fhir/R4/http.html#read: 404 if never existed or not the caller's to
+        see, 410 if deleted."""
+        access = self.trail.record("read", [f"{rtype}/{rid}"], [rid] if rtype == "Patient" else [])
+        self.policy.require(rtype, "r")
         row = self.conn.execute(
             sa.select(
                 resource.c.version_id,
                 resource.c.last_updated,
                 resource.c.deleted,
                 sa.cast(resource.c.content, sa.Text),
-            ).where(resource.c.rtype == rtype, resource.c.id == rid)
+                resource.c.patient_key,
+            ).where(
+                resource.c.rtype == rtype, resource.c.id == rid, *self.only_visible(resource, rtype)
+            )
         ).first()
         if row is None:
             raise not_found(rtype, rid)
+        if row.patient_key:
+            access.patients.add(row.patient_key)
         if row.deleted:
             raise gone(rtype, rid)
-        return _saved(rtype, rid, row.version_id, row.last_updated, row[3])
+        return self._out(_saved(rtype, rid, row.version_id, row.last_updated, row[3]))
 
+    @_audited("vread")
     def vread(self, rtype: str, rid: str, vid: str) -> Saved:
         """http://hl7.org/fhir/R4/http.html#vread: a deleted version reads as 410."""
+        access = self.trail.record("vread", [f"{rtype}/{rid}"], [rid] if rtype == "Patient" else [])
+        self.policy.require(rtype, "r")
         if not vid.isdigit():
             raise not_found(f"{rtype}/{rid}/_history", vid)
         row = None
         for table in (resource, resource_version):  # the current version, else an older one
             row = self.conn.execute(
                 sa.select(
-                    table.c.last_updated, table.c.deleted, sa.cast(table.c.content, sa.Text)
-                ).where(table.c.rtype == rtype, table.c.id == rid, table.c.version_id == int(vid))
+                    table.c.last_updated,
+                    table.c.deleted,
+                    sa.cast(table.c.content, sa.Text),
+                    table.c.patient_key,
+                ).where(
+                    table.c.rtype == rtype,
+                    table.c.id == rid,
+                    table.c.version_id == int(vid),
+                    *self.only_visible(table, rtype),
+                )
             ).first()
             if row is not None:
                 break
         if row is None:
             raise not_found(f"{rtype}/{rid}/_history", vid)
+        if row.patient_key:
+            access.patients.add(row.patient_key)
         if row.deleted:
             raise gone(rtype, f"{rid}/_history/{vid}")
-        return _saved(rtype, rid, int(vid), row.last_updated, row[2])
+        return self._out(_saved(rtype, rid, int(vid), row.last_updated, row[2]))
 
-    def current_version(self, rtype: str, rid: str) -> tuple[int, bool] | None:
+    @_audited("search-type")
+    def search(self, sreq: SearchRequest, names: list[str]) -> SearchResult:
+        """http://hl7.org/fhir/R4/search.html over the rows the caller may see; `names` are the
+        parameter names, for the audit trail (never the values)."""
+        subtype = "search-type" if sreq.rtype else "search-system"
+        query = f"{sreq.rtype or ''}?{'&'.join(sorted(set(names)))}"
+        access = self.trail.record(subtype, query=query)
+        if sreq.rtype is not None:
+            self.policy.require(sreq.rtype, "s")
+        result = run_search(self.conn, sreq, self.policy.visible)
+        access.patients.update(result.patients)
+        if self.policy.deidentify:
+            result.matches = [(t, i, self.policy.redact(c)) for t, i, c in result.matches]
+            result.included = [(t, i, self.policy.redact(c)) for t, i, c in result.included]
+        return result
+
+    @_audited("history-system")
+    def history(
+        self, rtype: str | None, rid: str | None, *, since: int | None, count: int, offset: int
+    ) -> tuple[list[Version], int]:
+        """http://hl7.org/fhir/R4/http.html#history, of what the caller may see."""
+        subtype = "history-instance" if rid else "history-type" if rtype else "history-system"
+        access = self.trail.record(subtype, [f"{rtype}/{rid}"] if rid else [])
+        if rtype is not None:
+            self.policy.require(rtype, "r")
+        if rtype and rid and self._visible_version(rtype, rid) is None:
+            raise not_found(rtype, rid)
+        versions, total = history(
+            self.conn, rtype, rid, since=since, count=count, offset=offset,
+            visible=self.policy.visible,
+        )  # fmt: skip
+        access.patients.update(v.patient_key for v in versions if v.patient_key)
+        if self.policy.deidentify:
+            for v in versions:
+                v.content = self.policy.redact(v.content) if v.content else None
+        return versions, total
+
+    @_audited("operation")
+    def everything(
+        self, pid: str, *, since: int | None, types: list[str], count: int, offset: int
+    ) -> SearchResult:
+        """Patient/$everything: the patient's compartment and what it references, as far as the
+        caller may see it."""
+        self.trail.record("operation", [f"Patient/{pid}"], [pid], query="Patient/$everything")
+        self.policy.require("Patient", "r")
+        row = self._visible_version("Patient", pid)
+        if row is None:
+            raise not_found("Patient", pid)
+        if row[1]:
+            raise gone("Patient", pid)
+        result = compartment.everything(
+            self.conn, pid, since=since, types=types, count=count, offset=offset,
+            visible=self.policy.visible,
+        )  # fmt: skip
+        if self.policy.deidentify:
+            result.matches = [(t, i, self.policy.redact(c)) for t, i, c in result.matches]
+        return result
+
+    def _visible_version(self, rtype: str, rid: str) -> tuple[int, bool] | None:
         row = self.conn.execute(
             sa.select(resource.c.version_id, resource.c.deleted).where(
-                resource.c.rtype == rtype, resource.c.id == rid
+                resource.c.rtype == rtype, resource.c.id == rid, *self.only_visible(resource, rtype)
             )
         ).first()
         return (row.version_id, row.deleted) if row else None
 
+    def _out(self, s: Saved) -> Saved:
+        if self.policy.deidentify:
+            s.content = self.policy.redact(s.content)
+        return s
+
+    def current_version(self, rtype: str, rid: str) -> tuple[int, bool] | None:
+        """The current version of a resource the caller may change, None if there is none.
+
+        A resource of another facility the caller may see is read-only (403); one it may not
+        see answers as if it did not exist, but its id is taken (404).
+        """
+        row = self.conn.execute(
+            sa.select(resource.c.version_id, resource.c.deleted, resource.c.facility).where(
+                resource.c.rtype == rtype, resource.c.id == rid
+            )
+        ).first()
+        if row is None:
+            return None
+        if not self.policy.may_write_owner(row.facility):
+            if self._visible_version(rtype, rid) is None:
+                raise not_found(rtype, rid)
+            raise FhirError(
+                403,
+                Issue(
+                    "forbidden",
+                    f"{rtype}/{rid} thuộc cơ sở khác, chỉ được xem / "
+                    "belongs to another facility: read-only",
+                ),
+            )
+        return row.version_id, row.deleted
+
     def existing(self, refs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of these (type, id) pairs exist and are not deleted."""
+        """Which of these (type, id) pairs exist, are not deleted, and the caller may see."""
         found: set[tuple[str, str]] = set()
         for rtype, ids in by_type(set(refs)).items():
             for i in range(0, len(ids), CHUNK):
@@ -129,18 +279,21 @@ class Repo:
                     resource.c.rtype == rtype,
                     resource.c.id.in_(ids[i : i + CHUNK]),
                     resource.c.deleted.is_(False),
+                    *self.only_visible(resource, rtype),
                 )
                 found.update((rtype, r) for r in self.conn.scalars(q))
         return found
 
     # ---- writes ------------------------------------------------------------------------
 
+    @_audited("create")
     def create(self, res: Resource, *, known: set[tuple[str, str]] | None = None) -> Saved:
         """http://hl7.org/fhir/R4/http.html#create: the server assigns the id."""
         res = dict(res)
         res["id"] = new_id()
         return self.flush([self.prepare(res, "POST", known=known)])[0]
 
+    @_audited("update")
     def update(
         self,
         rtype: str,
@@ -154,6 +307,7 @@ class Repo:
         _check_body_id(res, rtype, rid)
         return self.flush([self.prepare_update(rtype, rid, res, if_match, "PUT", known)])[0]
 
+    @_audited("update")
     def prepare_update(
         self,
         rtype: str,
@@ -182,13 +336,26 @@ class Repo:
             known=known,
         )
 
+    @_audited("delete")
     def delete(self, rtype: str, rid: str) -> int | None:
         """http://hl7.org/fhir/R4/http.html#delete: idempotent; returns the deletion version."""
+        access = self.trail.record("delete", [f"{rtype}/{rid}"])
+        self.policy.require(rtype, "d")
         current = self.current_version(rtype, rid)
         if current is None or current[1]:
             return None
+        access.patients.update(
+            self.conn.scalars(
+                sa.select(resource.c.patient_key).where(
+                    resource.c.rtype == rtype,
+                    resource.c.id == rid,
+                    resource.c.patient_key.is_not(None),
+                )
+            )
+        )
         version = current[0] + 1
-        self._archive([(rtype, rid)])
+        storage = _Storage(self.conn, self.facility)
+        storage.archive([(rtype, rid)])
         self.conn.execute(
             resource.update()
             .where(resource.c.rtype == rtype, resource.c.id == rid)
@@ -201,9 +368,10 @@ class Repo:
                 patient_key=None,
             )
         )
-        self._drop_index_rows([(rtype, rid)])
+        storage.drop_index_rows([(rtype, rid)])
         return version
 
+    @_audited("create")
     def prepare(
         self,
         res: Resource,
@@ -212,14 +380,17 @@ class Repo:
         version: int = 1,
         created: bool = True,
         known: set[tuple[str, str]] | None = None,
-        facility: str = "",
     ) -> Write:
-        """Validate and index one resource; nothing is written until flush().
+        """Check the actor's scope, validate and index one resource; nothing is written until
+        flush(), always as the actor's facility.
 
         known=None checks references now; a set (possibly empty) of (type, id) pairs that the same
         transaction writes means the caller checks all references at once (check_references).
         """
-        w = prepare_write(res, method, version=version, created=created, facility=facility)
+        rtype = res.get("resourceType") if isinstance(res, dict) else None
+        if isinstance(rtype, str) and rtype in resource_types():
+            self.policy.require(rtype, "c" if created else "u")
+        w = prepare_write(res, method, version=version, created=created, facility=self.facility)
         if known is None:
             self.check_references([(w.resource, w.resource["resourceType"])], set())
         return w
@@ -228,14 +399,89 @@ class Repo:
         """Store prepared writes with one bulk insert per table, in the caller's transaction."""
         if not writes:
             return []
+        for w in writes:
+            if not self.actor.unrestricted:
+                w.facility = self.facility  # nobody writes in another facility's name
+            rtype, rid = w.resource["resourceType"], w.resource["id"]
+            subtype = {"POST": "create", "PATCH": "patch"}.get(w.method, "update")
+            self.trail.record(subtype, [f"{rtype}/{rid}"], [w.patient_key])
+        return store_writes(self.conn, writes, self.facility)
+
+    # ---- references --------------------------------------------------------------------
+
+    def lock(self, key: str) -> None:
+        """Serialise conditional writes on the same criteria (SQLite's BEGIN IMMEDIATE already
+        serialises all writers)."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
+
+    def missing_targets(
+        self, refs: Iterable[str], known: set[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """Local references among `refs` whose target is neither stored nor in `known`."""
+        wanted = {
+            parts
+            for ref in refs
+            if not ref.startswith(("http:", "https:", "urn:", "#"))
+            and (parts := split_ref(ref))
+            and parts not in known
+        }
+        return wanted - self.existing(wanted) if wanted else set()
+
+    def check_references(
+        self, items: list[tuple[Resource, str]], known: set[tuple[str, str]]
+    ) -> None:
+        """Local references must point at stored (or same-transaction) resources: else 422.
+
+        items are (resource, path prefix for messages); one lookup per type for all of them.
+        """
+        wanted: dict[tuple[str, str], str] = {}
+        for res, prefix in items:
+            for path, ref in references(res, prefix):
+                if ref.startswith(("http:", "https:", "urn:", "#")):
+                    continue
+                parts = split_ref(ref)
+                if parts and parts not in known:
+                    wanted.setdefault(parts, path)
+        if not wanted:
+            return
+        missing = set(wanted) - self.existing(wanted)
+        if missing:
+            raise unprocessable(
+                [
+                    Issue(
+                        "not-found",
+                        f"Tham chiếu không tồn tại / reference target not found: {t}/{i}",
+                        wanted[(t, i)],
+                    )
+                    for t, i in sorted(missing)
+                ]
+            )
+
+
+def store_writes(conn: sa.Connection, writes: list[Write], facility: str) -> list[Saved]:
+    """Store prepared writes with one bulk insert per table, in the caller's transaction;
+    `facility` owns writes that name none. No checks: Repo.flush checks, the audit trail and
+    bulk loaders write what is already checked."""
+    return _Storage(conn, facility).store(writes)
+
+
+class _Storage:
+    def __init__(self, conn: sa.Connection, facility: str) -> None:
+        self.conn = conn
+        self.facility = facility
+
+    def store(self, writes: list[Write]) -> list[Saved]:
+        if not writes:
+            return []
         saved = [self._version_row(w) for w in writes]
         rows = [self._row(s, w) for s, w in zip(saved, writes, strict=True)]
         fresh = [r for r, w in zip(rows, writes, strict=True) if w.version_id == 1]
         stale = [r for r, w in zip(rows, writes, strict=True) if w.version_id > 1]
         bulk_insert(self.conn, resource, RESOURCE_COLUMNS, fresh)
-        self._archive([(r[0], r[1]) for r in stale])
+        self.archive([(r[0], r[1]) for r in stale])
         self._update_current(stale)
-        self._drop_index_rows([(r[0], r[1]) for r in stale])
+        self.drop_index_rows([(r[0], r[1]) for r in stale])
         self._insert_index_rows(writes)
         return saved
 
@@ -286,7 +532,7 @@ class Repo:
             [dict(zip(("b_rtype", "b_id", *RESOURCE_COLUMNS[2:]), r, strict=True)) for r in rows],
         )
 
-    def _archive(self, keys: list[tuple[str, str]]) -> None:
+    def archive(self, keys: list[tuple[str, str]]) -> None:
         """Copy the current rows of these resources into resource_version, in the database."""
         if not keys:
             return
@@ -300,7 +546,7 @@ class Repo:
                     resource_version.insert().from_select(list(RESOURCE_COLUMNS), current)
                 )
 
-    def _drop_index_rows(self, keys: list[tuple[str, str]]) -> None:
+    def drop_index_rows(self, keys: list[tuple[str, str]]) -> None:
         if not keys:
             return
         params = [{"k_rtype": t, "k_id": i} for t, i in keys]
@@ -332,57 +578,6 @@ class Repo:
     @property
     def _is_pg(self) -> bool:
         return self.conn.dialect.name == "postgresql"
-
-    # ---- references --------------------------------------------------------------------
-
-    def lock(self, key: str) -> None:
-        """Serialise conditional writes on the same criteria (SQLite's BEGIN IMMEDIATE already
-        serialises all writers)."""
-        if self._is_pg:
-            self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
-
-    def missing_targets(
-        self, refs: Iterable[str], known: set[tuple[str, str]]
-    ) -> set[tuple[str, str]]:
-        """Local references among `refs` whose target is neither stored nor in `known`."""
-        wanted = {
-            parts
-            for ref in refs
-            if not ref.startswith(("http:", "https:", "urn:", "#"))
-            and (parts := split_ref(ref))
-            and parts not in known
-        }
-        return wanted - self.existing(wanted) if wanted else set()
-
-    def check_references(
-        self, items: list[tuple[Resource, str]], known: set[tuple[str, str]]
-    ) -> None:
-        """Local references must point at stored (or same-transaction) resources: else 422.
-
-        items are (resource, path prefix for messages); one lookup per type for all of them.
-        """
-        wanted: dict[tuple[str, str], str] = {}
-        for res, prefix in items:
-            for path, ref in references(res, prefix):
-                if ref.startswith(("http:", "https:", "urn:", "#")):
-                    continue
-                parts = split_ref(ref)
-                if parts and parts not in known:
-                    wanted.setdefault(parts, path)
-        if not wanted:
-            return
-        missing = set(wanted) - self.existing(wanted)
-        if missing:
-            raise unprocessable(
-                [
-                    Issue(
-                        "not-found",
-                        f"Tham chiếu không tồn tại / reference target not found: {t}/{i}",
-                        wanted[(t, i)],
-                    )
-                    for t, i in sorted(missing)
-                ]
-            )
 
 
 def prepare_write(

@@ -15,7 +15,7 @@ from typing import IO, Any
 import orjson
 
 from benhan.store.database import Store
-from benhan.store.repository import Repo, Write, prepare_write
+from benhan.store.repository import Write, prepare_write, store_writes
 from benhan.synth.epidemic import write_ground_truth
 from benhan.synth.province import Province, Resource
 
@@ -42,7 +42,7 @@ def to_store(
         prepared = _bounded(pool, chunks, 2 * workers) if pool else map(_prepare_chunk, chunks)
         for writes in prepared:
             with store.begin() as conn:
-                Repo(conn, "").flush(writes)
+                store_writes(conn, writes, "")
             total += len(writes)
             if advance:
                 advance(len(writes))

@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import FromClause
 
 from benhan.fhir.primitives import fold
 from benhan.store.search.model import (
@@ -31,12 +32,23 @@ Cond = ColumnElement[bool]
 DAY_US = 86_400_000_000
 
 
+# The access rule (store/policy.Policy.visible): the rows of a table the caller may read.
+# With a type, the rows are of that one type (its scope is checked once, outside SQL).
+Visibility = Callable[[FromClause, str | None], ColumnElement[bool] | None]
+
+
 @dataclass(frozen=True, slots=True)
 class Ctx:
-    """What SQL building needs beyond the request: the dialect and the moment ("ap" is relative)."""
+    """What SQL building needs beyond the request: the dialect, the moment ("ap" is relative),
+    and which rows the caller may see (None: all)."""
 
     dialect: str
     now_us: int
+    visible: Visibility | None = None
+
+    def only_visible(self, t: FromClause, rtype: str | None = None) -> list[Cond]:
+        rule = self.visible(t, rtype) if self.visible else None
+        return [] if rule is None else [rule]
 
 
 def like_escape(text: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from benhan.store.schema import ix_reference, resource
-from benhan.store.search.criteria import Cond
+from benhan.store.search.criteria import Cond, Ctx
 from benhan.store.search.model import Include, SearchRequest
 from benhan.store.search.query import Row, as_bytes, content_column
 
@@ -77,21 +77,27 @@ def _step(
     return found
 
 
-def _fetch(conn: sa.Connection, keys: set[Key]) -> list[Row]:
+def _fetch(conn: sa.Connection, keys: set[Key], ctx: Ctx, patients: set[str]) -> list[Row]:
+    """The included resources the caller may see; their patients go into `patients`."""
     rows: list[Row] = []
     for rtype, ids in sorted(_by_type(keys).items()):
         for chunk in _chunks(sorted(ids)):
             query = (
-                sa.select(resource.c.id, content_column())
+                sa.select(resource.c.id, content_column(), resource.c.patient_key)
                 .where(resource.c.rtype == rtype, resource.c.id.in_(chunk))
-                .where(resource.c.deleted.is_(False))
+                .where(resource.c.deleted.is_(False), *ctx.only_visible(resource, rtype))
                 .order_by(resource.c.id)
             )
-            rows.extend((rtype, rid, as_bytes(c)) for rid, c in conn.execute(query))
+            for rid, c, pkey in conn.execute(query):
+                rows.append((rtype, rid, as_bytes(c)))
+                if pkey:
+                    patients.add(pkey)
     return rows
 
 
-def run_includes(conn: sa.Connection, req: SearchRequest, matches: list[Row]) -> list[Row]:
+def run_includes(
+    conn: sa.Connection, req: SearchRequest, matches: list[Row], ctx: Ctx, patients: set[str]
+) -> list[Row]:
     """Round one from the matches (all includes); round two, :iterate ones from round one."""
     if not matches or not (req.includes or req.revincludes):
         return []
@@ -102,4 +108,4 @@ def run_includes(conn: sa.Connection, req: SearchRequest, matches: list[Row]) ->
     if first and (iterating[0] or iterating[1]):
         second = _step(conn, iterating[0], iterating[1], first) - seen - first
     keys = [*sorted(first), *sorted(second)][:MAX_INCLUDED]
-    return _fetch(conn, set(keys))
+    return _fetch(conn, set(keys), ctx, patients)

@@ -20,11 +20,12 @@ from benhan.store.search.model import Criterion, DateValue, TokenValue
 
 
 def ids_of(rtype: str, crit: Criterion, ctx: Ctx) -> sa.Select[Any]:
-    """Ids of the live resources of one type that satisfy the criterion (for chains, _has)."""
+    """Ids of the live resources of one type that satisfy the criterion (for chains, _has):
+    only those the caller may see, so a chain or _has never reveals a hidden resource."""
     res = resource.alias()
     return (
         sa.select(res.c.id)
-        .where(res.c.rtype == rtype, res.c.deleted.is_(False))
+        .where(res.c.rtype == rtype, res.c.deleted.is_(False), *ctx.only_visible(res, rtype))
         .where(criterion_filter(crit, rtype, ctx, res=res))
         .correlate(None)
     )

@@ -145,6 +145,7 @@ class SearchResult:
     included: list[tuple[str, str, bytes]]  # from _include/_revinclude, not in matches
     total: int | None
     has_next: bool
+    patients: set[str] = field(default_factory=set)  # whose records were returned (audit)
 
 
 def invalid(name: str, value: str, vi: str, en: str) -> FhirError:

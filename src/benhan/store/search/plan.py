@@ -9,7 +9,7 @@ from benhan.fhir.outcome import FhirError, Issue
 from benhan.fhir.primitives import micros, now
 from benhan.fhir.searchparams import params_for
 from benhan.store.search.control import apply_control
-from benhan.store.search.criteria import Ctx
+from benhan.store.search.criteria import Ctx, Visibility
 from benhan.store.search.includes import run_includes
 from benhan.store.search.model import Include, SearchRequest, SearchResult, unsupported
 from benhan.store.search.parse import UnknownParam, parse_criterion
@@ -64,16 +64,20 @@ def parse_search(
     return req
 
 
-def run_search(conn: sa.Connection, req: SearchRequest) -> SearchResult:
-    """One page of matches (count+1 fetched for has_next), the total, and the includes."""
-    ctx = Ctx(conn.dialect.name, micros(now()))
-    matches, has_next = fetch_page(conn, req, ctx)
+def run_search(
+    conn: sa.Connection, req: SearchRequest, visible: Visibility | None = None
+) -> SearchResult:
+    """One page of matches (count+1 fetched for has_next), the total, and the includes, all
+    limited to the rows `visible` allows (the repository passes the caller's policy)."""
+    ctx = Ctx(conn.dialect.name, micros(now()), visible)
+    patients: set[str] = set()
+    matches, has_next = fetch_page(conn, req, ctx, patients)
     total: int | None = None
     if req.total != "none":
         small = req.offset == 0 and req.count > 0 and not has_next
         total = len(matches) if small else count_matches(conn, req, ctx)
-    included = run_includes(conn, req, matches)
-    return SearchResult(matches, included, total, has_next)
+    included = run_includes(conn, req, matches, ctx, patients)
+    return SearchResult(matches, included, total, has_next, patients)
 
 
 def supported_params(rtype: str) -> list[tuple[str, str]]:

@@ -28,6 +28,7 @@ def conditions(req: SearchRequest, ctx: Ctx) -> list[Cond]:
         where.append(resource.c.rtype.in_(req.types))
     types = tuple(req.types)
     where.extend(criterion_filter(c, req.rtype, ctx, types) for c in req.criteria)
+    where.extend(ctx.only_visible(resource, req.rtype))
     return where
 
 
@@ -59,19 +60,24 @@ def order_by(req: SearchRequest) -> list[sa.ColumnElement[Any]]:
     return out
 
 
-def fetch_page(conn: sa.Connection, req: SearchRequest, ctx: Ctx) -> tuple[list[Row], bool]:
-    """At most `count` matches from `offset`, and whether there are more (count+1 fetched)."""
+def fetch_page(
+    conn: sa.Connection, req: SearchRequest, ctx: Ctx, patients: set[str]
+) -> tuple[list[Row], bool]:
+    """At most `count` matches from `offset`, and whether there are more (count+1 fetched);
+    the patients whose records they are go into `patients` (for the audit trail)."""
     if req.count == 0:
         return [], False
     query = (
-        sa.select(resource.c.rtype, resource.c.id, content_column())
+        sa.select(resource.c.rtype, resource.c.id, content_column(), resource.c.patient_key)
         .where(*conditions(req, ctx))
         .order_by(*order_by(req))
         .limit(req.count + 1)
         .offset(req.offset)
     )
-    rows = [(r[0], r[1], as_bytes(r[2])) for r in conn.execute(query)]
-    return rows[: req.count], len(rows) > req.count
+    fetched = conn.execute(query).all()
+    rows = [(r[0], r[1], as_bytes(r[2])) for r in fetched[: req.count]]
+    patients.update(r[3] for r in fetched[: req.count] if r[3])
+    return rows, len(fetched) > req.count
 
 
 def count_matches(conn: sa.Connection, req: SearchRequest, ctx: Ctx) -> int:
