@@ -11,6 +11,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from benhan.access import Actor
 from benhan.cli import app
 from benhan.fhir.primitives import split_ref
 from benhan.fhir.validation import check
@@ -64,7 +65,7 @@ def test_into_the_repository_with_truth(store: Store, tmp_path: Path, workers: i
     total = to_store(store, generate(SMALL, province), workers=workers)
     with store.read() as conn:
         counts = counts_by_type(conn)
-        patients = Repo(conn, "").existing(
+        patients = Repo(conn, Actor.job("", "test")).existing(
             ("Patient", r.patient_id) for r in province.registrations
         )
     assert sum(counts.values()) == total == sum(province.counts.values())

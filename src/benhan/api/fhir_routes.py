@@ -43,7 +43,17 @@ async def search_all(request: Request) -> Response:
     return await handle(request, "")
 
 
-@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 async def interaction(path: str, request: Request) -> Response:
     """read, vread, update, patch, delete, create, search, history and operations."""
     return await handle(request, path)
+
+
+# One route per method, so that each has its own OpenAPI operation id.
+for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+    router.add_api_route(
+        "/{path:path}",
+        interaction,
+        methods=[_method],
+        name=f"fhir_{_method.lower()}",
+        operation_id=f"fhir_{_method.lower()}",
+    )

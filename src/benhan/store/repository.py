@@ -317,6 +317,8 @@ class Repo:
         method: str,
         known: set[tuple[str, str]] | None,
     ) -> Write:
+        if not (self.policy.allows(rtype, "u") or self.policy.allows(rtype, "c")):
+            self.policy.require(rtype, "u")  # scope first: a 403 here says nothing about data
         current = self.current_version(rtype, rid)
         if if_match is not None:
             expected = parse_etag(if_match)
@@ -590,7 +592,12 @@ def prepare_write(
         validate(res)  # reports what is wrong before we touch it
     res = {"resourceType": res.get("resourceType"), "id": res.get("id"), **res}
     res["meta"] = {**(meta or {}), "versionId": str(version), "lastUpdated": instant(now())}
-    content = orjson.dumps(res)
+    try:
+        content = orjson.dumps(res)
+    except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes (254 levels)
+        raise FhirError(
+            400, Issue("structure", f"Tài nguyên lồng quá sâu / resource nested too deeply: {exc}")
+        ) from None
     validate(res, content)  # the exact bytes that will be stored
     rows = extract(res)
     return Write(res, method, version, created, content, rows, _patient_key(res, rows), facility)
