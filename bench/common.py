@@ -107,6 +107,47 @@ def fresh_database(backend: str, label: str) -> Iterator[str]:
 class Server:
     pid: int
     url: str  # http://127.0.0.1:port/fhir
+    headers: dict[str, str]  # a facility integration client's bearer token
+
+
+def integration_token(database_url: str, audience: str) -> str:
+    """A token for a system-integrator client of FACILITY, made in the store the server uses
+    (the client row is written directly: the bench measures requests, not OAuth)."""
+    import secrets as _secrets
+
+    from benhan.access import ROLES
+    from benhan.auth.tokens import issue
+    from benhan.store.database import open_store
+    from benhan.store.schema import oauth_client
+
+    store = open_store(database_url)
+    store.create_schema()
+    role = ROLES["system-integrator"]
+    client_id = f"bench-{_secrets.token_hex(4)}"
+    with store.begin() as conn:
+        conn.execute(
+            oauth_client.insert().values(
+                client_id=client_id,
+                secret_hash=None,
+                name="bench",
+                role=role.code,
+                facility=FACILITY,
+                scopes=str(role.scopes),
+                redirect_uris="",
+                active=True,
+                created=0,
+            )
+        )
+        token, _ = issue(
+            conn,
+            subject=f"client:{client_id}",
+            scope=role.scopes,
+            issuer=audience.split("/fhir")[0],
+            audience=audience,
+            ttl_s=3600,
+        )
+    store.dispose()
+    return token
 
 
 def free_port() -> int:
@@ -117,8 +158,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(database_url: str, log: Path, ready_timeout: float = 120.0) -> Iterator[Server]:
-    """`benhan serve` (uvicorn, one worker) on a free port; always stopped on the way out."""
+def server(
+    database_url: str, log: Path, ready_timeout: float = 120.0, program: list[str] | None = None
+) -> Iterator[Server]:
+    """`benhan serve` (uvicorn, one worker) on a free port; always stopped on the way out.
+    `program` replaces the `benhan` executable (bench/access.py's reference server)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/fhir"
     env = {
@@ -129,7 +173,7 @@ def server(database_url: str, log: Path, ready_timeout: float = 120.0) -> Iterat
         "BENHAN_FACILITY": FACILITY,
     }
     cmd = [
-        str(Path(sys.executable).parent / "benhan"),
+        *(program or [str(Path(sys.executable).parent / "benhan")]),
         "serve",
         "--port",
         str(port),
@@ -137,11 +181,12 @@ def server(database_url: str, log: Path, ready_timeout: float = 120.0) -> Iterat
         "1",
     ]
     log.parent.mkdir(parents=True, exist_ok=True)
+    headers = {"Authorization": f"Bearer {integration_token(database_url, url)}"}
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             _wait_ready(proc, url, ready_timeout, log)
-            yield Server(proc.pid, url)
+            yield Server(proc.pid, url, headers)
         finally:
             _stop(proc)
 
@@ -152,7 +197,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float, log: Pa
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}; see {log}")
         try:
-            if httpx.get(f"{url}/Patient/ready-probe", timeout=2).status_code in (200, 404):
+            if httpx.get(f"{url}/Patient/ready-probe", timeout=2).status_code in (401, 404):
                 return
         except httpx.TransportError:
             pass

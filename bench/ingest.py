@@ -197,7 +197,7 @@ def measure_http(backend: str, batches: list[Batch], warm: Batch) -> Result:
         _store(url).dispose()  # schema first, so the server's startup is not in the timing
         with (
             server(url, VAR / f"ingest-{backend}-server.log") as srv,
-            httpx.Client(timeout=120) as client,
+            httpx.Client(timeout=120, headers=srv.headers) as client,
         ):
             post = _poster(client, srv.url)
             post(warm)

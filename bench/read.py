@@ -510,7 +510,7 @@ class Outcome:
 
 
 def measure(built: Built, work: Workload, everything: int, log: Path) -> Outcome:
-    with server(built.url, log) as srv, httpx.Client(timeout=60) as client:
+    with server(built.url, log) as srv, httpx.Client(timeout=60, headers=srv.headers) as client:
         probes = schedule(srv.url, work, everything)
         _warm_up(client, probes)
         ms = timed_gets(client, probes)

@@ -32,6 +32,15 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
+def _register_sub_apps() -> None:
+    from benhan.auth.commands_accounts import accounts_app
+    from benhan.auth.commands_oauth import clients_app, keys_app
+
+    app.add_typer(accounts_app, name="accounts")
+    app.add_typer(clients_app, name="clients")
+    app.add_typer(keys_app, name="keys")
+
+
 class CliError(typer.Exit):
     """A failure the user can act on: a message naming the file, line and field, and a status."""
 
@@ -77,6 +86,9 @@ def _log_config() -> dict[str, object]:
     return config
 
 
+DEMO_CLIENT = "benhan demo integrator"
+
+
 @app.command()
 def demo(
     host: Annotated[str, typer.Option(help="địa chỉ / address")] = "127.0.0.1",
@@ -97,8 +109,52 @@ def demo(
         synth(people=people, years=2, seed=2025, out=None, replace=True)
     else:
         console.print("dùng lại dữ liệu có sẵn / reusing the existing data (--regenerate to renew)")
+    _print_demo_access(store, cfg.facility, f"http://{host}:{port}")
     console.print(f"benhan: http://{host}:{port}/  ·  FHIR: http://{host}:{port}/fhir/metadata")
     serve(host=host, port=port, workers=1)
+
+
+def _print_demo_access(store: Store, facility: str, origin: str) -> None:
+    """The demo's accounts (one per role) and an integration client, printed to sign in with."""
+    import sqlalchemy as sa
+    from rich.table import Table
+
+    from benhan.access import ROLES
+    from benhan.auth.clients import register_client
+    from benhan.auth.demo_accounts import ensure_demo_accounts
+    from benhan.store.schema import oauth_client, resource
+
+    with store.read() as conn:  # a patient of this facility with the most encounters
+        patient = conn.scalar(
+            sa.select(resource.c.patient_key)
+            .where(
+                resource.c.rtype == "Encounter",
+                resource.c.facility == facility,
+                resource.c.patient_key.is_not(None),
+            )
+            .group_by(resource.c.patient_key)
+            .order_by(sa.func.count().desc(), resource.c.patient_key)
+            .limit(1)
+        )
+    accounts = ensure_demo_accounts(store, facility, patient)
+    with store.begin() as conn:  # a fresh secret each run: it is printed, never stored
+        conn.execute(oauth_client.delete().where(oauth_client.c.name == DEMO_CLIENT))
+        client, secret = register_client(
+            conn, name=DEMO_CLIENT, role_code="system-integrator", facility=facility
+        )
+    table = Table(title=f"Tài khoản demo / demo accounts — {origin}/login")
+    for col in ("vai trò / role", "tên đăng nhập / username", "mật khẩu / password"):
+        table.add_column(col)
+    for username, password, code in accounts:
+        r = ROLES[code]
+        table.add_row(f"{r.vi} / {r.en}", username, password)
+    r = ROLES["system-integrator"]
+    table.add_row(f"{r.vi} / {r.en}", f"client_id {client.client_id}", f"client_secret {secret}")
+    Console().print(table)
+    console.print(
+        f"mã truy cập / token: POST {origin}/oauth/token grant_type=client_credentials "
+        "(HTTP Basic client_id:client_secret)"
+    )
 
 
 @app.command()
@@ -306,6 +362,8 @@ class _Advance:
     def __call__(self, n: int) -> None:
         self.progress.advance(self.task, n)
 
+
+_register_sub_apps()
 
 if __name__ == "__main__":
     app()

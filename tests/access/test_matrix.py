@@ -86,6 +86,7 @@ def named(w: World, ids: set[str]) -> set[str]:
 
 
 def audit_count(store: Store) -> int:
+    store.audit.flush()
     with store.read() as conn:
         q = sa.select(sa.func.count()).where(resource.c.rtype == "AuditEvent")
         return int(conn.scalar(q) or 0)
@@ -416,6 +417,7 @@ def test_create_needs_a_scope(
 
 
 def _events(store: Store) -> Iterator[dict[str, object]]:
+    store.audit.flush()
     with store.read() as conn:
         q = sa.select(sa.cast(resource.c.content, sa.Text)).where(resource.c.rtype == "AuditEvent")
         for (content,) in conn.execute(q):
@@ -467,6 +469,7 @@ def test_privacy_officers_of_both_facilities_see_a_cross_facility_look(
     _write(store, B, encounter(world.pb, "in-progress"))  # B treats her: sees A's records
     with unit(store, doctor_b, write=False) as repo:
         repo.read("Observation", world.oa)
+    store.audit.flush()
 
     def seen_by(officer: Actor) -> list[str]:
         with unit(store, officer, write=False) as repo:

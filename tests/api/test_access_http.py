@@ -51,6 +51,7 @@ def setup(
 
 
 def _audits(store: Store) -> int:
+    store.audit.flush()
     with store.read() as conn:
         q = sa.select(sa.func.count()).where(resource.c.rtype == "AuditEvent")
         return int(conn.scalar(q) or 0)

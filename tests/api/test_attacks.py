@@ -30,6 +30,7 @@ def _create(client: TestClient, res: dict[str, Any], auth: str) -> str:
 
 
 def _count(store: Store, rtype: str) -> int:
+    store.audit.flush()
     with store.read() as conn:
         return int(conn.scalar(sa.select(sa.func.count()).where(resource.c.rtype == rtype)) or 0)
 

@@ -13,6 +13,11 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from benhan.auth.sessions import create_session
+from benhan.store.database import Store
+from benhan.web.session import SESSION_COOKIE
+from tests.web.conftest import PASSWORD, make_account
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -32,7 +37,14 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import (  # noqa: E402
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    expect,
+    sync_playwright,
+)
 
 AddResources = Callable[..., list[str]]
 
@@ -75,9 +87,17 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
+def signed_in(context: BrowserContext, live: str, store: Store) -> None:
+    """Give the browser a doctor's session cookie (the sign-in form has its own test)."""
+    acc = make_account(store, "bs.lan", "doctor", display_name="Bác sĩ Trần Lan")
+    with store.begin() as conn:
+        value, _ = create_session(conn, acc.id, "127.0.0.1")
+    context.add_cookies([{"name": SESSION_COOKIE, "value": value, "url": live}])
+
+
 @pytest.fixture
-def page(browser: Browser) -> Iterator[tuple[Page, list[str]]]:
-    """A fresh page, and the console errors and uncaught exceptions it collects."""
+def fresh_page(browser: Browser) -> Iterator[tuple[Page, list[str]]]:
+    """A fresh page, not signed in, and the console errors and uncaught exceptions it collects."""
     context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="vi-VN")
     context.set_default_timeout(10_000)  # a local server answers in ms: fail fast, not in 30 s
     p = context.new_page()
@@ -91,6 +111,13 @@ def page(browser: Browser) -> Iterator[tuple[Page, list[str]]]:
     p.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
     yield p, errors
     context.close()
+
+
+@pytest.fixture
+def page(fresh_page: tuple[Page, list[str]], live: str, web_store: Store) -> tuple[Page, list[str]]:
+    """`fresh_page`, signed in as a doctor."""
+    signed_in(fresh_page[0].context, live, web_store)
+    return fresh_page
 
 
 def count_cell(p: Page, rtype: str) -> Any:
@@ -136,9 +163,12 @@ def test_empty_repository_page(live: str, page: tuple[Page, list[str]], tmp_path
     assert errors == []
 
 
-def test_refresh_works_without_javascript(live: str, browser: Browser, add: AddResources) -> None:
+def test_refresh_works_without_javascript(
+    live: str, browser: Browser, add: AddResources, web_store: Store
+) -> None:
     """On a PC where scripts are off, the same button reloads the whole page instead."""
     context = browser.new_context(java_script_enabled=False, locale="vi-VN")
+    signed_in(context, live, web_store)
     p = context.new_page()
     p.goto(f"{live}/")
     expect(p.locator(".notice.empty")).to_be_visible()
@@ -146,3 +176,37 @@ def test_refresh_works_without_javascript(live: str, browser: Browser, add: AddR
     p.get_by_role("button", name="Làm mới").click()
     expect(count_cell(p, "Organization")).to_have_text("1")
     context.close()
+
+
+def test_sign_in_through_the_form_then_out(
+    live: str, fresh_page: tuple[Page, list[str]], add: AddResources, web_store: Store
+) -> None:
+    p, errors = fresh_page
+    make_account(web_store, "dd.mai", "nurse", display_name="Điều dưỡng Phạm Mai")
+    add(patient("Hoa"))
+    p.goto(f"{live}/")
+    expect(p).to_have_url(f"{live}/login?next=/")
+    expect(p.locator("h1")).to_have_text("Đăng nhập")
+
+    p.get_by_label("Tên đăng nhập").fill("dd.mai")
+    p.get_by_label("Mật khẩu").fill("not the password")
+    p.get_by_role("button", name="Đăng nhập").click()
+    expect(p.get_by_role("alert")).to_have_text("Sai tên đăng nhập hoặc mật khẩu.")
+
+    p.get_by_label("Mật khẩu").fill(PASSWORD)
+    p.get_by_role("button", name="Đăng nhập").click()
+    expect(p).to_have_url(f"{live}/")
+    expect(p.locator("h1")).to_have_text("Tổng quan kho dữ liệu")
+    expect(p.locator(".user-name")).to_have_text("Điều dưỡng Phạm Mai")
+    expect(count_cell(p, "Patient")).to_have_text("1")
+    cookie = next(c for c in p.context.cookies() if c["name"] == SESSION_COOKIE)
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+    p.get_by_role("button", name="Đăng xuất").click()
+    expect(p.locator("h1")).to_have_text("Đăng nhập")
+    p.goto(f"{live}/")
+    expect(p).to_have_url(f"{live}/login?next=/")
+    # The refused sign-in answered 400, which chromium reports; nothing else went wrong.
+    assert errors == [
+        "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+    ]

@@ -11,9 +11,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import benhan.web
+from benhan.access import Actor
 from benhan.store.database import Store
 from benhan.store.repository import Repo
 from benhan.web.rendering import SECURITY_HEADERS
+from tests.web.conftest import SignIn, make_account, sign_in_as
 
 CSP = "default-src 'self'; style-src 'self'; script-src 'self'; img-src 'self' data:"
 AddResources = Callable[..., list[str]]
@@ -39,6 +41,7 @@ def rows(html: str) -> dict[str, str]:
 def test_home_is_vietnamese_by_default(client: TestClient) -> None:
     r = client.get("/")
     assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-store"  # the page carries a CSRF token
     assert r.headers["content-type"].startswith("text/html")
     assert '<html lang="vi">' in r.text
     assert "benhan</strong> — Bệnh án điện tử" in r.text
@@ -103,7 +106,7 @@ def test_deleted_resources_are_not_counted(
 ) -> None:
     _, oid = add(patient(), organization())
     with web_store.begin() as conn:
-        Repo(conn, "27001").delete("Organization", oid)
+        Repo(conn, Actor.job("27001", "test")).delete("Organization", oid)
     assert rows(client.get("/").text) == {"Patient": "1"}
 
 
@@ -111,10 +114,11 @@ def test_counts_on_each_backend(store: Store, make_app: Callable[[Store], FastAP
     """The root `store` fixture: SQLite, and PostgreSQL when one is reachable (else skipped)."""
     app = make_app(store)
     with store.begin() as conn:
-        repo = Repo(conn, "27001")
+        repo = Repo(conn, Actor.job("27001", "test"))
         for res in (patient(), patient("Phạm", "Thu"), organization()):
             repo.create(res)
     with TestClient(app) as client:
+        sign_in_as(client, store, make_account(store, "dd.binh", "nurse"))
         assert rows(client.get("/").text) == {"Patient": "2", "Organization": "1"}
 
 
@@ -134,18 +138,18 @@ def test_empty_repository_says_how_to_load_data(client: TestClient, lang: str, t
     assert '<table class="counts">' not in r.text
 
 
-def test_lang_switch_sets_the_cookie_and_redirects(client: TestClient) -> None:
-    r = client.get("/lang/en", params={"next": "/"}, follow_redirects=False)
+def test_lang_switch_sets_the_cookie_and_redirects(anon: TestClient) -> None:
+    r = anon.get("/lang/en", params={"next": "/"}, follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"] == "/"
     cookie = r.headers["set-cookie"]
     assert cookie.startswith("lang=en;")
     assert "Path=/" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
-    assert "<h1>Repository overview</h1>" in client.get("/").text  # the client kept the cookie
+    assert '<html lang="en">' in anon.get("/login").text  # the client kept the cookie
 
 
-def test_lang_switch_keeps_a_local_path_and_query(client: TestClient) -> None:
-    r = client.get("/lang/vi", params={"next": "/fragments/counts?x=1"}, follow_redirects=False)
+def test_lang_switch_keeps_a_local_path_and_query(anon: TestClient) -> None:
+    r = anon.get("/lang/vi", params={"next": "/fragments/counts?x=1"}, follow_redirects=False)
     assert r.headers["location"] == "/fragments/counts?x=1"
 
 
@@ -162,20 +166,20 @@ def test_lang_switch_keeps_a_local_path_and_query(client: TestClient) -> None:
         "/\r\nSet-Cookie: x=1",
     ],
 )
-def test_lang_switch_never_redirects_off_site(client: TestClient, target: str) -> None:
-    r = client.get("/lang/en", params={"next": target}, follow_redirects=False)
+def test_lang_switch_never_redirects_off_site(anon: TestClient, target: str) -> None:
+    r = anon.get("/lang/en", params={"next": target}, follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"] == "/"
 
 
-def test_lang_switch_without_next_goes_home(client: TestClient) -> None:
-    r = client.get("/lang/en", follow_redirects=False)
+def test_lang_switch_without_next_goes_home(anon: TestClient) -> None:
+    r = anon.get("/lang/en", follow_redirects=False)
     assert (r.status_code, r.headers["location"]) == (303, "/")
 
 
 @pytest.mark.parametrize("code", ["xx", "EN", "vi-VN", "<b>fr"])
-def test_unknown_language_is_a_readable_400_page(client: TestClient, code: str) -> None:
-    r = client.get(f"/lang/{code}", params={"next": "/"}, follow_redirects=False)
+def test_unknown_language_is_a_readable_400_page(anon: TestClient, code: str) -> None:
+    r = anon.get(f"/lang/{code}", params={"next": "/"}, follow_redirects=False)
     assert r.status_code == 400
     assert r.headers["content-type"].startswith("text/html")
     assert "Yêu cầu không hợp lệ" in r.text
@@ -184,9 +188,9 @@ def test_unknown_language_is_a_readable_400_page(client: TestClient, code: str) 
     assert r.headers["content-security-policy"] == CSP
 
 
-def test_the_400_page_speaks_english_too(client: TestClient) -> None:
-    client.cookies.set("lang", "en")
-    r = client.get("/lang/xx")
+def test_the_400_page_speaks_english_too(anon: TestClient) -> None:
+    anon.cookies.set("lang", "en")
+    r = anon.get("/lang/xx")
     assert "There is no language “xx”" in r.text
 
 
@@ -214,7 +218,7 @@ def test_page_links_are_local_paths(client: TestClient) -> None:
     assert "http://testserver" not in html  # never absolute: see rendering._url_for
 
 
-@pytest.mark.parametrize("path", ["/", "/fragments/counts", "/lang/xx"])
+@pytest.mark.parametrize("path", ["/", "/fragments/counts", "/lang/xx", "/login", "/accounts"])
 def test_page_responses_carry_the_security_headers(client: TestClient, path: str) -> None:
     r = client.get(path, follow_redirects=False)
     assert r.headers["content-security-policy"] == CSP
@@ -240,8 +244,8 @@ def test_fhir_responses_do_not_get_the_page_policy(client: TestClient) -> None:
     ("path", "kind"),
     [("htmx.min.js", "javascript"), ("benhan.css", "text/css"), ("favicon.svg", "image/svg+xml")],
 )
-def test_static_files_are_served(client: TestClient, path: str, kind: str) -> None:
-    r = client.get(f"/static/{path}")
+def test_static_files_are_served(anon: TestClient, path: str, kind: str) -> None:
+    r = anon.get(f"/static/{path}")
     assert r.status_code == 200
     assert kind in r.headers["content-type"]
     assert r.headers["x-content-type-options"] == "nosniff"
@@ -251,10 +255,71 @@ def test_the_package_exports_mount_only() -> None:
     assert benhan.web.__all__ == ["mount"]
 
 
-def test_unknown_page_is_a_readable_page_not_json(client: TestClient) -> None:
-    r = client.get("/no-such-page")
+def test_unknown_page_is_a_readable_page_not_json(anon: TestClient) -> None:
+    r = anon.get("/no-such-page")
     assert r.status_code == 404
     assert r.headers["content-type"].startswith("text/html")
     assert "Không tìm thấy trang này." in r.text
-    api = client.get("/fhir/Nope/1")  # the API keeps answering with OperationOutcomes
+    api = anon.get("/fhir/Nope/1")  # the API keeps answering with OperationOutcomes
     assert api.headers["content-type"].startswith("application/fhir+json")
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [("/", "/login?next=/"), ("/fragments/counts?x=1", "/login?next=/fragments/counts%3Fx%3D1")],
+)
+def test_pages_need_a_sign_in(
+    anon: TestClient, add: AddResources, path: str, location: str
+) -> None:
+    add(patient())
+    r = anon.get(path, follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, location)
+    assert "Patient" not in r.text
+
+
+def test_an_htmx_refresh_without_a_session_sends_the_whole_page_to_sign_in(
+    anon: TestClient,
+) -> None:
+    """Swapping the sign-in form into the counts box would be wrong: htmx must navigate."""
+    headers = {"HX-Request": "true", "HX-Current-URL": "http://testserver/?tab=1"}
+    r = anon.get("/fragments/counts", headers=headers, follow_redirects=False)
+    assert r.status_code == 401
+    assert r.headers["hx-redirect"] == "/login?next=/%3Ftab%3D1"
+
+
+def test_an_expired_or_forged_session_cookie_is_not_a_session(anon: TestClient) -> None:
+    anon.cookies.set("benhan_session", "forged-value")
+    r = anon.get("/", follow_redirects=False)
+    assert r.status_code == 303
+
+
+def test_the_header_shows_who_is_signed_in(anon: TestClient, sign_in: SignIn) -> None:
+    me = sign_in("dd.hoa", "nurse", display_name="Điều dưỡng Lê Thị Hoa")
+    html = anon.get("/").text
+    assert '<span class="user-name">Điều dưỡng Lê Thị Hoa</span>' in html
+    assert "Điều dưỡng · cơ sở 27001" in html
+    # Sign-out is a POST with the CSRF token; htmx sends the token as a header.
+    assert f'<input type="hidden" name="csrf" value="{me.csrf}">' in html
+    assert f"""hx-headers='{{"X-CSRF-Token": "{me.csrf}"}}'""" in html
+    assert 'href="/break-glass"' in html  # a nurse may break the glass
+    assert 'href="/accounts"' not in html and 'href="/privacy"' not in html
+    anon.cookies.set("lang", "en")
+    assert "Nurse · facility 27001" in anon.get("/").text
+
+
+@pytest.mark.parametrize(
+    ("role", "links"),
+    [
+        ("registrar", set()),
+        ("doctor", {"/break-glass"}),
+        ("facility-admin", {"/accounts"}),
+        ("privacy-officer", {"/privacy"}),
+    ],
+)
+def test_the_menu_offers_what_the_role_may_use(
+    anon: TestClient, sign_in: SignIn, role: str, links: set[str]
+) -> None:
+    sign_in("user.1", role)
+    html = anon.get("/").text
+    offered = {p for p in ("/break-glass", "/accounts", "/privacy") if f'href="{p}"' in html}
+    assert offered == links

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ACTIONS = "cruds"
 V1 = {"read": "rs", "write": "cud", "*": "cruds"}
@@ -58,20 +58,24 @@ class Scopes:
 
     items: tuple[Scope, ...]
     extra: tuple[str, ...] = ()  # identity/launch scopes, kept for the token response
+    _hash: int = field(default=0, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Hashed on every request (policy and cache keys): once is enough for a frozen value.
+        object.__setattr__(self, "_hash", hash((self.items, self.extra)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @classmethod
     def parse(cls, text: str | Iterable[str]) -> Scopes:
-        words = text.split() if isinstance(text, str) else list(text)
-        items, extra = [], []
-        for w in words:
-            if w in IDENTITY_SCOPES:
-                extra.append(w)
-            else:
-                items.append(Scope.parse(w))
-        return cls(tuple(dict.fromkeys(items)), tuple(dict.fromkeys(extra)))
+        return _parse(text if isinstance(text, str) else " ".join(text))
 
     def allows(self, rtype: str, action: str) -> bool:
-        return any(s.covers(rtype, action) for s in self.items)
+        wildcard, named = _index(self)
+        if action in wildcard and rtype not in EXPLICIT_ONLY:
+            return True
+        return action in named.get(rtype, "")
 
     def types(self, action: str) -> tuple[bool, frozenset[str]]:
         """(every type but EXPLICIT_ONLY?, types named) that `action` is allowed on."""
@@ -87,7 +91,31 @@ class Scopes:
         return " ".join([*map(str, self.items), *self.extra])
 
 
-@functools.lru_cache(maxsize=1024)  # the same few (token scope, role) pairs on every request
+# Every request parses its token's scope and asks about it dozens of times: the same few
+# strings and sets over and over, so each answer is kept.
+@functools.lru_cache(maxsize=1024)
+def _parse(text: str) -> Scopes:
+    items, extra = [], []
+    for w in text.split():
+        if w in IDENTITY_SCOPES:
+            extra.append(w)
+        else:
+            items.append(Scope.parse(w))
+    return Scopes(tuple(dict.fromkeys(items)), tuple(dict.fromkeys(extra)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _index(scopes: Scopes) -> tuple[str, dict[str, str]]:
+    """(actions allowed on every type, actions per named type)."""
+    wildcard = "".join(s.actions for s in scopes.items if s.rtype == "*")
+    named: dict[str, str] = {}
+    for s in scopes.items:
+        if s.rtype != "*":
+            named[s.rtype] = named.get(s.rtype, "") + s.actions
+    return wildcard, named
+
+
+@functools.lru_cache(maxsize=1024)
 def _within(requested: Scopes, granted: Scopes) -> Scopes:
     out: list[Scope] = []
     for s in requested.items:

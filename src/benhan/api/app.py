@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -15,8 +18,18 @@ from benhan.web import account_pages, pages
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.store.audit.flush()  # read events still queued are written before exit
+
     app = FastAPI(
-        title="benhan", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json"
+        title="benhan",
+        version=__version__,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.store = store or open_store(settings.database_url)

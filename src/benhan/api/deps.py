@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 from fastapi import Request as HttpRequest
 from starlette.responses import Response
 
@@ -80,22 +82,30 @@ def check_format(http: HttpRequest) -> None:
         )
 
 
-def actor(http: HttpRequest) -> Actor:
-    """Who is asking: the bearer token's account or client (401 without a valid one)."""
-    s, cfg = store(http), settings(http)
+def authenticate(http: HttpRequest) -> Callable[[sa.Connection], Actor]:
+    """Who is asking, checked on the unit's own connection: the bearer token's account or
+    client (401 without a valid one)."""
+    cfg = settings(http)
     address = http.client.host if http.client else None
-    with s.read() as conn:
-        return bearer_actor(
-            conn, http.headers.get("authorization"), address=address, audience=cfg.base_url
-        )
+    header = http.headers.get("authorization")
+
+    def resolve(conn: sa.Connection) -> Actor:
+        return bearer_actor(conn, header, address=address, audience=cfg.base_url)
+
+    return resolve
+
+
+def actor(http: HttpRequest) -> Actor:
+    """The caller, for work outside a unit (bulk export jobs)."""
+    with store(http).read() as conn:
+        return authenticate(http)(conn)
 
 
 def run(http: HttpRequest, req: Request) -> FhirResponse:
     """One dispatch as the caller, in one unit of work: checked, audited, one transaction
     (reads use a read-only connection)."""
     s, cfg = store(http), settings(http)
-    who = actor(http)
-    with unit(s, who, write=req.method not in READ_METHODS) as repo:
+    with unit(s, authenticate(http), write=req.method not in READ_METHODS) as repo:
         return dispatch(Context(repo, cfg.base_url, dict(OPERATIONS)), req)
 
 

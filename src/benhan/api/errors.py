@@ -24,7 +24,12 @@ def install(app: FastAPI) -> None:
 
 
 async def _fhir_error(request: Request, exc: FhirError) -> Response:
-    return fhir_json(exc.outcome(), exc.status)
+    headers = None
+    if exc.status == 401:
+        # RFC 6750 §3: how to authenticate; invalid_token when a token was sent and refused.
+        error = ', error="invalid_token"' if "authorization" in request.headers else ""
+        headers = {"WWW-Authenticate": f'Bearer realm="benhan"{error}'}
+    return fhir_json(exc.outcome(), exc.status, headers=headers)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

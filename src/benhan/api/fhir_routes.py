@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from benhan.api import responses
-from benhan.api.deps import actor, check_format, fhir_request, handle, settings, store
+from benhan.api.deps import authenticate, check_format, fhir_request, handle, settings, store
 from benhan.rest.bundle import process
 from benhan.rest.capability import capability_statement
 from benhan.rest.operations import OPERATIONS
@@ -34,7 +34,7 @@ async def transaction(request: Request) -> Response:
 
 def _process(request: Request, bundle: object) -> dict[str, object]:
     cfg = settings(request)
-    with unit(store(request), actor(request), write=True) as repo:
+    with unit(store(request), authenticate(request), write=True) as repo:
         return process(Context(repo, cfg.base_url, dict(OPERATIONS)), bundle)
 
 

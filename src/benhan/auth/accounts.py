@@ -152,8 +152,12 @@ def _check_role(role_code: str, facility: str, patient: str | None) -> Role:
     return r
 
 
+# Built once: every API request looks its caller up (SQLAlchemy keys a new statement by walking it).
+_BY_ID = sa.select(account).where(account.c.id == sa.bindparam("account_id"))
+
+
 def get_account(conn: sa.Connection, account_id: str) -> Account | None:
-    row = conn.execute(sa.select(account).where(account.c.id == account_id)).mappings().first()
+    row = conn.execute(_BY_ID, {"account_id": account_id}).mappings().first()
     return _account(row) if row else None
 
 

@@ -202,7 +202,7 @@ def write_events(conn: sa.Connection, events: list[Resource], facility: str) -> 
     writes = []
     for e in events:
         e["id"] = new_id()
-        writes.append(prepare_write(e, "POST", facility=facility))
+        writes.append(prepare_write(e, "POST", facility=facility, trusted=True))
     store_writes(conn, writes, facility)
 
 

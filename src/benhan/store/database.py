@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from benhan.store.schema import metadata
 
+if TYPE_CHECKING:
+    from benhan.store.audit_writer import AuditWriter
+
 
 @dataclass
 class Store:
     engine: sa.Engine
+    audit: AuditWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        from benhan.store.audit_writer import AuditWriter
+
+        self.audit = AuditWriter(self)
 
     @property
     def is_postgres(self) -> bool:
@@ -71,6 +80,7 @@ class Store:
             conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
 
     def dispose(self) -> None:
+        self.audit.close()  # what is queued is written before the connections go
         self.engine.dispose()
 
 

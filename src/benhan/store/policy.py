@@ -70,9 +70,9 @@ class Policy:
         one type (the caller filters on it), so only its scope is checked, here in Python."""
         if self.actor.unrestricted:
             return None
-        if rtype is not None:
-            return _rows_of(self, t) if self.allows(rtype, "r") else sa.false()
-        return _typed_rows_of(self, t)
+        if rtype is not None and not self.allows(rtype, "r"):
+            return sa.false()
+        return _cached(self, t, rtype)
 
     @property
     def key(self) -> tuple[object, ...]:
@@ -87,9 +87,14 @@ class Policy:
             return rtype.not_in(hidden) if hidden else sa.true()
         return rtype.in_(sorted(named)) if named else sa.false()
 
-    def _rows(self, t: FromClause) -> Predicate | None:
+    def _rows(self, t: FromClause, rtype: str | None) -> Predicate | None:
+        """The row rule, as small as the type allows: a query on one known type gets only the
+        terms that can match it (a smaller statement to plan and to key SQLAlchemy's cache)."""
         c, reach = t.c, self.role.reach
-        directory = sa.and_(c.patient_key.is_(None), c.rtype.in_(sorted(DIRECTORY)))
+        if rtype is None:
+            directory = sa.and_(c.patient_key.is_(None), c.rtype.in_(sorted(DIRECTORY)))
+        else:
+            directory = c.patient_key.is_(None) if rtype in DIRECTORY else sa.false()
         if reach is Reach.PROVINCE_DEIDENTIFIED:
             return None
         if reach is Reach.OWN_RECORD:
@@ -97,14 +102,14 @@ class Policy:
             mine = same_person(sa.select(sa.literal(pid)))
             return sa.or_(c.patient_key.in_(mine), directory)
         if reach is Reach.CLAIMS:
-            return sa.or_(self._claims(t), directory)
+            return sa.or_(self._claims(t, rtype), directory)
         clauses: list[Predicate] = [c.facility == self.facility, directory]
         if self.role.clinician:
             treated = same_person(treated_at(self.facility))
             clauses.append(sa.and_(c.patient_key.in_(treated), c.patient_key.not_in(withheld())))
         if self.role.break_glass and self.actor.account:
             clauses.append(c.patient_key.in_(same_person(self._glass())))
-        if self.allows("AuditEvent", "r"):
+        if self.allows("AuditEvent", "r") and rtype in (None, "AuditEvent"):
             clauses.append(self._audit_of_own_patients(t))
         return sa.or_(*clauses)
 
@@ -114,7 +119,7 @@ class Policy:
             break_glass.c.account_id == self.actor.account, break_glass.c.expires > at
         )
 
-    def _claims(self, t: FromClause) -> Predicate:
+    def _claims(self, t: FromClause, rtype: str | None) -> Predicate:
         c = t.c
         claimed = ix_reference.alias("claimed")
         claim_encounters = sa.select(claimed.c.target_id).where(
@@ -136,12 +141,15 @@ class Policy:
             .exists()
         )
         support = sorted(CLAIM_SUPPORT - {"Patient", "Encounter"})
-        return sa.or_(
-            c.rtype.in_(CLAIM_TYPES),
-            sa.and_(c.rtype.in_(("Patient", "Coverage")), c.patient_key.in_(claim_patients)),
-            sa.and_(c.rtype == "Encounter", c.id.in_(claim_encounters)),
-            sa.and_(c.rtype.in_(support), in_claimed_encounter),
-        )
+        terms = [
+            (CLAIM_TYPES, sa.true()),
+            (("Patient", "Coverage"), c.patient_key.in_(claim_patients)),
+            (("Encounter",), c.id.in_(claim_encounters)),
+            (support, in_claimed_encounter),
+        ]
+        if rtype is not None:
+            return next((term for types, term in terms if rtype in types), sa.false())
+        return sa.or_(*(sa.and_(c.rtype.in_(types), term) for types, term in terms))
 
     def _audit_of_own_patients(self, t: FromClause) -> Predicate:
         """AuditEvents that touched a patient registered at the actor's facility."""
@@ -176,30 +184,22 @@ class Policy:
 # Building a predicate costs milliseconds of SQLAlchemy; the same actor on the same table gets
 # the same one (it holds no moment: break-glass expiry is a bind evaluated when it runs).
 _CACHE: dict[tuple[object, ...], Predicate] = {}
-_CACHE_MAX = 4096  # actors × tables; cleared when full (aliases made per query come and go)
+_CACHE_MAX = 4096  # actors × tables × types; cleared when full (per-query aliases come and go)
 
 
-def _cached(policy: Policy, t: FromClause, typed: bool) -> Predicate:
-    k = (policy.key, t, typed)
+def _cached(policy: Policy, t: FromClause, rtype: str | None) -> Predicate:
+    k = (policy.key, t, rtype)
     hit = _CACHE.get(k)
     if hit is None:
-        rows = policy._rows(t)
+        rows = policy._rows(t, rtype)
         hit = rows if rows is not None else sa.true()
-        if typed:
+        if rtype is None:  # several types: the scopes' type rule joins the row rule
             types = policy._types(t.c.rtype, "r")
             hit = types if rows is None else sa.and_(types, rows)
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.clear()
         _CACHE[k] = hit
     return hit
-
-
-def _rows_of(policy: Policy, t: FromClause) -> Predicate:
-    return _cached(policy, t, typed=False)
-
-
-def _typed_rows_of(policy: Policy, t: FromClause) -> Predicate:
-    return _cached(policy, t, typed=True)
 
 
 def treated_at(facility: str) -> sa.Select[Any]:

@@ -44,6 +44,7 @@ from benhan.store.search import SearchRequest, SearchResult, run_search
 
 CHUNK = 500  # rows per IN (...) lookup
 F = TypeVar("F", bound=Callable[..., Any])
+_READS: dict[tuple[object, ...], sa.Select[Any]] = {}  # Repo._read_statement
 
 
 @dataclass(slots=True)
@@ -122,17 +123,7 @@ class Repo:
         see, 410 if deleted."""
         access = self.trail.record("read", [f"{rtype}/{rid}"], [rid] if rtype == "Patient" else [])
         self.policy.require(rtype, "r")
-        row = self.conn.execute(
-            sa.select(
-                resource.c.version_id,
-                resource.c.last_updated,
-                resource.c.deleted,
-                sa.cast(resource.c.content, sa.Text),
-                resource.c.patient_key,
-            ).where(
-                resource.c.rtype == rtype, resource.c.id == rid, *self.only_visible(resource, rtype)
-            )
-        ).first()
+        row = self.conn.execute(self._read_statement(rtype), {"rid": rid}).first()
         if row is None:
             raise not_found(rtype, rid)
         if row.patient_key:
@@ -140,6 +131,28 @@ class Repo:
         if row.deleted:
             raise gone(rtype, rid)
         return self._out(_saved(rtype, rid, row.version_id, row.last_updated, row[3]))
+
+    def _read_statement(self, rtype: str) -> sa.Select[Any]:
+        """The read by id for this actor and type, built once: SQLAlchemy keys its statement
+        cache by walking the whole statement, which costs more than the read itself."""
+        key = (self.policy.key, rtype)
+        stmt = _READS.get(key)
+        if stmt is None:
+            stmt = sa.select(
+                resource.c.version_id,
+                resource.c.last_updated,
+                resource.c.deleted,
+                sa.cast(resource.c.content, sa.Text),
+                resource.c.patient_key,
+            ).where(
+                resource.c.rtype == rtype,
+                resource.c.id == sa.bindparam("rid"),
+                *self.only_visible(resource, rtype),
+            )
+            if len(_READS) >= 4096:
+                _READS.clear()
+            _READS[key] = stmt
+        return stmt
 
     @_audited("vread")
     def vread(self, rtype: str, rid: str, vid: str) -> Saved:
@@ -583,10 +596,17 @@ class _Storage:
 
 
 def prepare_write(
-    res: Resource, method: str, *, version: int = 1, created: bool = True, facility: str = ""
+    res: Resource,
+    method: str,
+    *,
+    version: int = 1,
+    created: bool = True,
+    facility: str = "",
+    trusted: bool = False,
 ) -> Write:
     """Validate, stamp and index one resource without touching the database, so that bulk
-    loaders can run it in worker processes."""
+    loaders can run it in worker processes. `trusted`: built by benhan itself to a shape the
+    tests validate (the audit trail's events), so the validator is skipped."""
     meta = res.get("meta") if isinstance(res, dict) else None
     if not isinstance(res, dict) or not isinstance(meta, dict | None):
         validate(res)  # reports what is wrong before we touch it
@@ -598,7 +618,8 @@ def prepare_write(
         raise FhirError(
             400, Issue("structure", f"Tài nguyên lồng quá sâu / resource nested too deeply: {exc}")
         ) from None
-    validate(res, content)  # the exact bytes that will be stored
+    if not trusted:
+        validate(res, content)  # the exact bytes that will be stored
     rows = extract(res)
     return Write(res, method, version, created, content, rows, _patient_key(res, rows), facility)
 

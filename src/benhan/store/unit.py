@@ -1,14 +1,17 @@
 """A unit of work for one actor: a transaction, the repository, and the audit trail.
 
 A write's AuditEvents commit with the write, or not at all; when the unit fails, what it did is
-rolled back and the failure is recorded in a transaction of its own. Reads run on a read-only
-connection and record their access right after it, before the caller gets the data.
+rolled back and the failure is recorded. Reads run on a read-only connection; their events, and
+those of refusals, are queued for the batch writer before the caller gets anything
+(audit_writer.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+import sqlalchemy as sa
 
 from benhan.access import Actor
 from benhan.fhir.outcome import FhirError
@@ -16,28 +19,36 @@ from benhan.store.audit import Trail
 from benhan.store.database import Store
 from benhan.store.repository import Repo
 
+# Who the unit works for, or how to find out on its connection (a bearer token checked in the
+# same transaction as the work, one round trip fewer).
+Who = Actor | Callable[[sa.Connection], Actor]
+
 
 @contextmanager
-def unit(store: Store, actor: Actor, *, write: bool) -> Iterator[Repo]:
-    trail = Trail(actor)
+def unit(store: Store, who: Who, *, write: bool) -> Iterator[Repo]:
+    trail: Trail | None = None
     try:
         with store.begin() if write else store.read() as conn:
+            actor = who(conn) if callable(who) else who
+            trail = Trail(actor)
             yield Repo(conn, actor, trail)
             if write:
                 trail.flush(conn)
     except FhirError as exc:
-        trail.failed(exc.status, exc.issues[0].code if exc.issues else "exception")
-        _record(store, trail)
+        if trail is not None:  # else the caller was never known (401): nothing to attribute
+            trail.failed(exc.status, exc.issues[0].code if exc.issues else "exception")
+            _queue(store, trail)
         raise
     except Exception:
-        trail.failed(500, "exception")
-        _record(store, trail)
+        if trail is not None:
+            trail.failed(500, "exception")
+            _queue(store, trail)
         raise
-    if not write:
-        _record(store, trail)
+    if not write and trail is not None:
+        _queue(store, trail)
 
 
-def _record(store: Store, trail: Trail) -> None:
-    if trail.accesses:
-        with store.begin() as conn:
-            trail.flush(conn)
+def _queue(store: Store, trail: Trail) -> None:
+    """Reads and refusals changed nothing: their events go to the batch writer."""
+    store.audit.submit(trail.events(), trail.actor.facility)
+    trail.accesses.clear()

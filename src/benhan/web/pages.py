@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,11 +16,10 @@ from benhan.web import i18n
 from benhan.web.counts import summarize
 from benhan.web.i18n import N_
 from benhan.web.rendering import PageRoute, render
+from benhan.web.session import LOCAL_PATH, current, login_redirect
 
 STATIC_DIR = Path(__file__).parent / "static"
 LANG_COOKIE_AGE = 365 * 24 * 3600
-# A local path: one leading slash, then no slash or backslash (browsers read "/\\x" as "//x").
-_LOCAL_PATH = re.compile(r"^/(?![/\\])[^\\\x00-\x1f\x7f]*$")
 
 NextPath = Annotated[str, Query(alias="next")]
 
@@ -45,7 +43,13 @@ def mount(app: FastAPI) -> None:
 
 def error_page(request: Request, status: int) -> Response:
     """A readable page for errors on page paths (the API answers with OperationOutcomes)."""
-    message = N_("Không tìm thấy trang này.") if status == 404 else N_("Yêu cầu không hợp lệ.")
+    messages = {
+        404: N_("Không tìm thấy trang này."),
+        403: N_(
+            "Yêu cầu bị từ chối: biểu mẫu đã hết hạn hoặc bạn không có quyền. Hãy tải lại trang."
+        ),
+    }
+    message = messages.get(status, N_("Yêu cầu không hợp lệ."))
     return render(request, "error.html", {"message": message, "values": {}}, status)
 
 
@@ -60,12 +64,18 @@ def _counts_context(request: Request) -> dict[str, Any]:
 # the event loop.
 @router.get("/", name="home")
 def home(request: Request) -> Response:
-    return render(request, "home.html", _counts_context(request))
+    if current(request) is None:
+        return login_redirect(request)
+    response = render(request, "home.html", _counts_context(request))
+    response.headers["Cache-Control"] = "no-store"  # it carries the session's CSRF token
+    return response
 
 
 @router.get("/fragments/counts", name="counts_fragment")
 def counts_fragment(request: Request) -> Response:
     """The counts table and chart alone, for the htmx refresh button."""
+    if current(request) is None:
+        return login_redirect(request)
     return render(request, "partials/counts.html", _counts_context(request))
 
 
@@ -77,7 +87,7 @@ def set_lang(request: Request, code: str, next_: NextPath = "/") -> Response:
         message = N_("Không có ngôn ngữ “%(code)s”. Hãy chọn tiếng Việt (vi) hoặc English (en).")
         return render(request, "error.html", {"message": message, "values": {"code": code}}, 400)
     # Only a path on this site: anything else would make the switch an open redirect.
-    response = RedirectResponse(next_ if _LOCAL_PATH.match(next_) else "/", status_code=303)
+    response = RedirectResponse(next_ if LOCAL_PATH.match(next_) else "/", status_code=303)
     _remember(request, response, lang)
     return response
 

@@ -1,0 +1,62 @@
+"""Demo accounts, one per human role, with one published password: for `benhan demo` only.
+
+Never run this on a server that holds real patients' data: everyone can read the password here.
+"""
+
+from __future__ import annotations
+
+from benhan.access import ROLES, Actor
+from benhan.auth.accounts import create_account, find_account
+from benhan.store.audit import ROLES_CHANGED, record_security, security_event
+from benhan.store.database import Store
+
+DEMO_PASSWORD = "benhan-demo-2026"  # noqa: S105 (published on purpose: demo data only)
+FACILITY_ROLES = (
+    "registrar",
+    "nurse",
+    "doctor",
+    "lab-technician",
+    "pharmacist",
+    "facility-admin",
+    "privacy-officer",
+)
+PROVINCE_ROLES = ("doh-analyst", "insurance-assessor")
+
+
+def ensure_demo_accounts(
+    store: Store, facility: str, patient_id: str | None
+) -> list[tuple[str, str, str]]:
+    """(username, password, role) of the demo accounts, creating those that are missing.
+
+    The username is the role's code (`doctor`, `privacy-officer`…); staff work at `facility`,
+    the DoH analyst and the insurance assessor at province level, and `patient` is linked to
+    `patient_id` (left out when None). An account that already exists is left as it is.
+    """
+    wanted: list[tuple[str, str, str | None]] = [(code, facility, None) for code in FACILITY_ROLES]
+    wanted += [(code, "", None) for code in PROVINCE_ROLES]
+    if patient_id:
+        wanted.append(("patient", "", patient_id))
+    out: list[tuple[str, str, str]] = []
+    job = Actor.job(facility, "demo")
+    with store.begin() as conn:
+        for code, where, patient in wanted:
+            if find_account(conn, code) is None:
+                r = ROLES[code]
+                create_account(
+                    conn,
+                    username=code,
+                    password=DEMO_PASSWORD,
+                    role_code=code,
+                    facility=where,
+                    display_name=f"{r.vi} (demo)",
+                    patient=patient,
+                )
+                event = security_event(
+                    job, ROLES_CHANGED, detail=f"account {code} created, role {code}"
+                )
+                record_security(conn, job, event)
+            out.append((code, DEMO_PASSWORD, code))
+    return out
+
+
+__all__ = ["DEMO_PASSWORD", "ensure_demo_accounts"]

@@ -1,0 +1,194 @@
+"""Accounts: the rules for creating one, signing in and its throttling, changes; demo accounts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+
+from benhan.access import Scopes
+from benhan.auth import accounts
+from benhan.auth.accounts import (
+    FAILS_PER_ADDRESS,
+    FAILS_PER_NAME,
+    AuthError,
+    authenticate,
+    create_account,
+    find_account,
+    list_accounts,
+    set_password,
+    update_account,
+)
+from benhan.auth.demo_accounts import DEMO_PASSWORD, ensure_demo_accounts
+from benhan.store.database import Store
+from benhan.store.schema import account, resource
+
+PASSWORD = "mat-khau-dai-2025"
+
+
+@pytest.fixture(autouse=True)
+def fast_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2id with the least work: the rules under test do not depend on the cost."""
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(accounts, "_hasher", cheap)
+    monkeypatch.setattr(accounts, "_DUMMY_HASH", cheap.hash("dummy-password"))
+
+
+@pytest.fixture
+def conn(store: Store) -> Iterator[sa.Connection]:
+    with store.begin() as c:
+        yield c
+
+
+def refused(conn: sa.Connection, username: str, password: str, address: str | None = None) -> str:
+    with pytest.raises(AuthError) as err:
+        authenticate(conn, username, password, address)
+    return err.value.code
+
+
+def test_the_rules_for_a_new_account(conn: sa.Connection) -> None:
+    base: dict[str, str] = {
+        "username": "bs.an",
+        "password": PASSWORD,
+        "role_code": "doctor",
+        "facility": "27001",
+        "display_name": "Bác sĩ An",
+    }
+    create_account(conn, **base)
+    cases = [
+        ({"username": "bs.an"}, "exists"),
+        ({"username": "BS.Binh"}, "bad-username"),
+        ({"username": "ab"}, "bad-username"),
+        ({"username": "bs binh"}, "bad-username"),
+        ({"password": "ngan-qua"}, "weak-password"),
+        ({"password": "x-bs.binh-xyz"}, "weak-password"),
+        ({"role_code": "surgeon"}, "bad-role"),
+        ({"role_code": "system-integrator"}, "bad-role"),
+        ({"facility": ""}, "bad-facility"),
+        ({"role_code": "patient", "facility": ""}, "bad-patient"),
+    ]
+    for change, code in cases:
+        fields = {**base, "username": "bs.binh", **change}
+        with pytest.raises(AuthError) as err:
+            create_account(conn, **fields)
+        assert err.value.code == code, change
+    assert [a.username for a in list_accounts(conn, None)] == ["bs.an"]
+
+
+def test_sign_in_and_what_goes_wrong(conn: sa.Connection) -> None:
+    acc = create_account(
+        conn,
+        username="bs.an",
+        password=PASSWORD,
+        role_code="doctor",
+        facility="27001",
+        display_name="Bác sĩ An",
+    )
+    assert authenticate(conn, "bs.an", PASSWORD, "10.0.0.1") == acc
+    # Unknown name, wrong password, disabled account: one code, so nothing tells them apart.
+    assert refused(conn, "no.such.user", PASSWORD) == "invalid"
+    assert refused(conn, "bs.an", "wrong-password") == "invalid"
+    update_account(conn, acc.id, active=False)
+    assert refused(conn, "bs.an", PASSWORD) == "invalid"
+
+
+def test_five_failures_lock_the_name_until_a_new_password(conn: sa.Connection) -> None:
+    acc = create_account(
+        conn,
+        username="bs.an",
+        password=PASSWORD,
+        role_code="doctor",
+        facility="27001",
+        display_name="Bác sĩ An",
+    )
+    for _ in range(FAILS_PER_NAME):
+        assert refused(conn, "bs.an", "wrong-password") == "invalid"
+    assert refused(conn, "bs.an", PASSWORD) == "throttled"
+    set_password(conn, acc.id, "mat-khau-moi-2025")
+    assert authenticate(conn, "bs.an", "mat-khau-moi-2025", None) == acc
+
+
+def test_one_address_trying_many_names_is_throttled(conn: sa.Connection) -> None:
+    create_account(
+        conn,
+        username="bs.an",
+        password=PASSWORD,
+        role_code="doctor",
+        facility="27001",
+        display_name="Bác sĩ An",
+    )
+    for i in range(FAILS_PER_ADDRESS):
+        refused(conn, f"guess.{i}", "wrong-password", "10.9.9.9")
+    assert refused(conn, "bs.an", PASSWORD, "10.9.9.9") == "throttled"
+    assert authenticate(conn, "bs.an", PASSWORD, "10.0.0.1").username == "bs.an"
+
+
+def test_changes_and_the_actor(conn: sa.Connection) -> None:
+    acc = create_account(
+        conn,
+        username="dd.hoa",
+        password=PASSWORD,
+        role_code="nurse",
+        facility="27001",
+        display_name="Hoa",
+        practitioner="pr-7",
+    )
+    create_account(
+        conn,
+        username="bs.khac",
+        password=PASSWORD,
+        role_code="doctor",
+        facility="27002",
+        display_name="Khác",
+    )
+    assert [a.username for a in list_accounts(conn, "27001")] == ["dd.hoa"]
+    changed = update_account(conn, acc.id, role_code="doctor", display_name="  Bác sĩ Hoa ")
+    assert (changed.role, changed.display_name) == ("doctor", "Bác sĩ Hoa")
+    with pytest.raises(AuthError):
+        update_account(conn, acc.id, role_code="system-integrator")
+    actor = changed.actor(Scopes.parse("user/Patient.rs user/AuditEvent.rs"), address="10.0.0.1")
+    assert (actor.name, actor.facility, actor.practitioner) == (
+        "dd.hoa",
+        "27001",
+        "Practitioner/pr-7",
+    )
+    assert str(actor.scopes) == "user/Patient.rs"  # cut to what the role grants
+
+
+def test_demo_accounts_one_per_human_role(store: Store) -> None:
+    made = ensure_demo_accounts(store, "27001", "pt-1")
+    assert [(u, r) for u, _, r in made] == [
+        ("registrar", "registrar"),
+        ("nurse", "nurse"),
+        ("doctor", "doctor"),
+        ("lab-technician", "lab-technician"),
+        ("pharmacist", "pharmacist"),
+        ("facility-admin", "facility-admin"),
+        ("privacy-officer", "privacy-officer"),
+        ("doh-analyst", "doh-analyst"),
+        ("insurance-assessor", "insurance-assessor"),
+        ("patient", "patient"),
+    ]
+    assert {p for _, p, _ in made} == {DEMO_PASSWORD}
+    with store.begin() as conn:
+        assert authenticate(conn, "doctor", DEMO_PASSWORD, None).facility == "27001"
+        analyst = find_account(conn, "doh-analyst")
+        me = find_account(conn, "patient")
+    assert analyst is not None and analyst.facility == ""
+    assert me is not None and me.patient == "pt-1"
+
+    # Again: nothing new, nothing changed (a changed password stays changed).
+    with store.begin() as conn:
+        rows = set(conn.execute(sa.select(account)))
+        audited = conn.scalar(sa.select(sa.func.count()).where(resource.c.rtype == "AuditEvent"))
+    assert audited == 10
+    assert ensure_demo_accounts(store, "27001", "pt-1") == made
+    with store.begin() as conn:
+        assert set(conn.execute(sa.select(account))) == rows
+
+
+def test_demo_accounts_without_a_patient(store: Store) -> None:
+    made = ensure_demo_accounts(store, "27001", None)
+    assert "patient" not in [u for u, _, _ in made] and len(made) == 9
