@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from benhan.access import ROLES, Reach, Scopes
 from benhan.api import create_app
+from benhan.auth import accounts
 from benhan.auth.accounts import create_account
 from benhan.auth.tokens import issue
 from benhan.config import Secret, Settings
@@ -26,6 +29,23 @@ PG_ADMIN_URL = os.environ.get(
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # A moment when Vietnam and UTC are on different dates (STYLE.md §2.3).
 FROZEN = datetime(2025, 3, 1, 6, 30, tzinfo=timezone(timedelta(hours=7)))
+
+
+# Argon2id with the least work: tests sign in and register clients hundreds of times, and the
+# rules under test do not depend on the cost. A test marked `real_argon2` keeps the real one.
+CHEAP_ARGON2 = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def cheap_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("real_argon2") is None:
+        monkeypatch.setattr(accounts, "_hasher", CHEAP_ARGON2)
+        monkeypatch.setattr(accounts, "_DUMMY_HASH", _cheap_dummy())
+
+
+@functools.cache
+def _cheap_dummy() -> str:
+    return CHEAP_ARGON2.hash("dummy-password")
 
 
 def _pg_unavailable() -> str | None:

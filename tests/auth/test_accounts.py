@@ -6,10 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from argon2 import PasswordHasher
 
 from benhan.access import Scopes
-from benhan.auth import accounts
 from benhan.auth.accounts import (
     FAILS_PER_ADDRESS,
     FAILS_PER_NAME,
@@ -17,6 +15,7 @@ from benhan.auth.accounts import (
     authenticate,
     create_account,
     find_account,
+    hash_password,
     list_accounts,
     set_password,
     update_account,
@@ -26,14 +25,6 @@ from benhan.store.database import Store
 from benhan.store.schema import account, resource
 
 PASSWORD = "mat-khau-dai-2025"
-
-
-@pytest.fixture(autouse=True)
-def fast_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id with the least work: the rules under test do not depend on the cost."""
-    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    monkeypatch.setattr(accounts, "_hasher", cheap)
-    monkeypatch.setattr(accounts, "_DUMMY_HASH", cheap.hash("dummy-password"))
 
 
 @pytest.fixture
@@ -192,3 +183,14 @@ def test_demo_accounts_one_per_human_role(store: Store) -> None:
 def test_demo_accounts_without_a_patient(store: Store) -> None:
     made = ensure_demo_accounts(store, "27001", None)
     assert "patient" not in [u for u, _, _ in made] and len(made) == 9
+
+
+@pytest.mark.real_argon2
+def test_passwords_are_stored_as_argon2id_at_the_rfc_9106_cost() -> None:
+    from argon2 import extract_parameters
+
+    stored = hash_password("mot-mat-khau-rat-dai")
+    params = extract_parameters(stored)
+    assert stored.startswith("$argon2id$")
+    assert params.memory_cost >= 64 * 1024 and params.time_cost >= 3  # RFC 9106 §4, second choice
+    assert "mot-mat-khau" not in stored

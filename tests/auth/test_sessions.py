@@ -9,10 +9,8 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 import sqlalchemy as sa
-from argon2 import PasswordHasher
 
 from benhan.access import Actor
-from benhan.auth import accounts
 from benhan.auth.accounts import Account, create_account, update_account
 from benhan.auth.sessions import (
     ABSOLUTE_S,
@@ -47,10 +45,6 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock(FROZEN)
     monkeypatch.setattr(primitives, "now", c)
-    # Argon2id with the least work: the rules under test do not depend on its cost.
-    monkeypatch.setattr(
-        accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    )
     return c
 
 

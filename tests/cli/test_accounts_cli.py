@@ -5,10 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 import sqlalchemy as sa
-from argon2 import PasswordHasher
 from typer.testing import CliRunner
 
-from benhan.auth import accounts
 from benhan.auth.accounts import Account, authenticate, find_account
 from benhan.auth.commands_accounts import accounts_app
 from benhan.auth.sessions import create_session, lookup
@@ -23,10 +21,6 @@ PASSWORD = "mat-khau-dai-2025"
 def env(monkeypatch: pytest.MonkeyPatch, database_url: str, store: Store) -> Store:
     monkeypatch.setenv("BENHAN_DATABASE_URL", database_url)
     monkeypatch.setenv("BENHAN_FACILITY", "27001")
-    # Argon2id with the least work: these tests are about the commands.
-    monkeypatch.setattr(
-        accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    )
     return store
 
 

@@ -16,13 +16,11 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
-from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from benhan.access import Actor
 from benhan.api import create_app
-from benhan.auth import accounts
 from benhan.auth.accounts import Account, find_account
 from benhan.auth.sessions import create_session
 from benhan.config import Secret, Settings
@@ -31,6 +29,7 @@ from benhan.store.database import Store, open_store
 from benhan.store.repository import Repo, new_id
 from benhan.store.schema import account, resource
 from benhan.web.session import SESSION_COOKIE
+from tests.conftest import CHEAP_ARGON2
 
 FACILITY = "27001"
 OTHER_FACILITY = "27002"
@@ -57,18 +56,9 @@ def settings_for(url: str, tmp_path: Path) -> Settings:
     )
 
 
-# Argon2id with the least work: page tests are about pages, and sign in many times.
-CHEAP_ARGON2 = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-
-
-@pytest.fixture(autouse=True)
-def fast_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(accounts, "_hasher", CHEAP_ARGON2)
-    monkeypatch.setattr(accounts, "_DUMMY_HASH", password_hash())
-
-
 @functools.cache
 def password_hash() -> str:
+    """PASSWORD hashed the cheap way tests/conftest.py makes every test hash."""
     return CHEAP_ARGON2.hash(PASSWORD)
 
 
@@ -115,6 +105,7 @@ def sign_in_as(client: TestClient, store: Store, acc: Account) -> SignedIn:
 
 def audit_events(store: Store, subtype: str | None = None) -> list[dict[str, Any]]:
     """The AuditEvents in the store, oldest first; only those of one (DICOM or REST) subtype."""
+    store.audit.flush()  # reads' events are written in batches
     q = (
         sa.select(sa.cast(resource.c.content, sa.Text))
         .where(resource.c.rtype == "AuditEvent")

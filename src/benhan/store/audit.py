@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from benhan.access import Actor
 from benhan.fhir import systems as sy
 from benhan.fhir.definitions import Resource
 from benhan.fhir.primitives import instant, now
+from benhan.fhir.searchparams import INDEXED_TYPES, ROW_MAKERS, Row
 
 # http://hl7.org/fhir/R4/valueset-audit-event-action.html
 ACTIONS = {
@@ -60,6 +62,7 @@ class Access:
     detail: str | None = None  # why it failed (status and issue code), no content
     event: tuple[str, str, str, str] | None = None  # DICOM (type, display, subtype, display)
     purpose: str | None = None  # overrides the actor's purpose (BTG for break-glass)
+    at: datetime = field(default_factory=now)  # when it happened, not when it was written
 
 
 class Trail:
@@ -92,6 +95,10 @@ class Trail:
                 a.outcome, a.detail = outcome, f"{status} {code}"
 
     def events(self) -> list[Resource]:
+        return [audit_event(self.actor, a) for a in self.to_write()]
+
+    def to_write(self) -> list[Access]:
+        """The accesses that become AuditEvents: a Bundle's as one, a local job's not at all."""
         if self.actor.unrestricted and all(a.event is None for a in self.accesses):
             return []  # local jobs record their own summary event (bulk/importer.py)
         accesses = self.accesses
@@ -102,7 +109,7 @@ class Trail:
                 whole.entities += a.entities
                 whole.patients |= a.patients
             accesses = [whole]
-        return [audit_event(self.actor, a) for a in accesses]
+        return accesses
 
     def flush(self, conn: sa.Connection) -> None:
         write_events(conn, self.events(), self.actor.facility)
@@ -123,7 +130,7 @@ def audit_event(actor: Actor, a: Access) -> Resource:
         "type": etype,
         "subtype": [subtype],
         "action": action,
-        "recorded": instant(now()),
+        "recorded": instant(a.at),
         "outcome": a.outcome,
         "purposeOfEvent": [{"coding": [_coding(sy.V3_ACT_REASON, a.purpose or actor.purpose)]}],
         "agent": [_agent(actor)],
@@ -166,7 +173,7 @@ def _agent(actor: Actor) -> dict[str, Any]:
     else:
         who = {"identifier": {"system": system, "value": actor.account or actor.name}}
     agent: dict[str, Any] = {
-        "type": {"coding": [_coding(sy.ROLE, actor.role.code, actor.role.en)]},
+        "role": [{"coding": [_coding(sy.ROLE, actor.role.code, actor.role.en)]}],
         "who": who,
         "altId": actor.name,
         "requestor": True,
@@ -202,8 +209,46 @@ def write_events(conn: sa.Connection, events: list[Resource], facility: str) -> 
     writes = []
     for e in events:
         e["id"] = new_id()
-        writes.append(prepare_write(e, "POST", facility=facility, trusted=True))
+        writes.append(prepare_write(e, "POST", facility=facility, trusted=True, rows=index_rows))
     store_writes(conn, writes, facility)
+
+
+def index_rows(e: Resource) -> dict[str, list[Row]]:
+    """fhir.searchparams.extract(e) for the events built here, read straight from the shape
+    they are built in instead of walking each parameter's FHIRPath (a tenth of the cost; the
+    tests check that the rows are the same)."""
+    rows: dict[str, list[Row]] = {t: [] for t in INDEXED_TYPES}
+
+    def add(kind: str, code: str, value: Any, ftype: str) -> None:
+        ROW_MAKERS[kind](value, ftype, code, rows[kind])
+
+    add("token", "type", e["type"], "Coding")
+    for c in e.get("subtype", []):
+        add("token", "subtype", c, "Coding")
+    add("token", "action", e["action"], "code")
+    add("date", "date", e["recorded"], "instant")
+    add("token", "outcome", e["outcome"], "code")
+    for a in e["agent"]:
+        for r in a.get("role", []):
+            add("token", "agent-role", r, "CodeableConcept")
+        add("reference", "agent", a["who"], "Reference")
+        if str(a["who"].get("reference", "")).startswith("Patient/"):
+            add("reference", "patient", a["who"], "Reference")
+        add("token", "altid", a["altId"], "string")
+        if "network" in a:
+            add("string", "address", a["network"]["address"], "string")
+        for uri in a.get("policy", []):
+            add("uri", "policy", uri, "uri")
+    add("token", "site", e["source"]["site"], "string")
+    add("reference", "source", e["source"]["observer"], "Reference")
+    for ent in e.get("entity", []):
+        if "what" in ent:
+            add("reference", "entity", ent["what"], "Reference")
+            if str(ent["what"].get("reference", "")).startswith("Patient/"):
+                add("reference", "patient", ent["what"], "Reference")
+        add("token", "entity-type", ent["type"], "Coding")
+        add("token", "entity-role", ent["role"], "Coding")
+    return rows
 
 
 def security_event(

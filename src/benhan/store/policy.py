@@ -29,7 +29,7 @@ from benhan.access.roles import CLAIM_SUPPORT
 from benhan.access.scopes import EXPLICIT_ONLY
 from benhan.fhir.outcome import FhirError, Issue
 from benhan.fhir.primitives import micros, now
-from benhan.store.schema import break_glass, ix_reference, ix_token, resource
+from benhan.store.schema import break_glass, ix_reference, ix_token, resource, resource_version
 
 # Encounter states that make a treatment relationship (http://hl7.org/fhir/R4/valueset-encounter-status.html).
 ACTIVE_ENCOUNTER = ("arrived", "triaged", "in-progress", "onleave")
@@ -40,10 +40,11 @@ Predicate = ColumnElement[bool]
 class Policy:
     """The rules for one actor, evaluated by the database."""
 
-    def __init__(self, actor: Actor) -> None:
+    def __init__(self, actor: Actor, dialect: sa.Dialect | None = None) -> None:
         self.actor = actor
         self.role = actor.role
         self.facility = actor.facility
+        self.dialect = dialect  # known: rules on the plain tables are kept as ready SQL text
 
     # ---- interactions ------------------------------------------------------------------
 
@@ -87,7 +88,7 @@ class Policy:
             return rtype.not_in(hidden) if hidden else sa.true()
         return rtype.in_(sorted(named)) if named else sa.false()
 
-    def _rows(self, t: FromClause, rtype: str | None) -> Predicate | None:
+    def _rows(self, t: FromClause, rtype: str | None, textual: bool = False) -> Predicate | None:
         """The row rule, as small as the type allows: a query on one known type gets only the
         terms that can match it (a smaller statement to plan and to key SQLAlchemy's cache)."""
         c, reach = t.c, self.role.reach
@@ -108,13 +109,18 @@ class Policy:
             treated = same_person(treated_at(self.facility))
             clauses.append(sa.and_(c.patient_key.in_(treated), c.patient_key.not_in(withheld())))
         if self.role.break_glass and self.actor.account:
-            clauses.append(c.patient_key.in_(same_person(self._glass())))
+            clauses.append(c.patient_key.in_(same_person(self._glass(textual))))
         if self.allows("AuditEvent", "r") and rtype in (None, "AuditEvent"):
             clauses.append(self._audit_of_own_patients(t))
         return sa.or_(*clauses)
 
-    def _glass(self) -> sa.Select[Any]:
-        at = sa.bindparam("glass_now", callable_=lambda: micros(now()), type_=sa.BigInteger)
+    def _glass(self, textual: bool) -> sa.Select[Any]:
+        """Grants still open when the query runs (the moment is bound at execution)."""
+        at: sa.ColumnElement[Any] = (
+            sa.literal_column(":glass_now")
+            if textual
+            else sa.bindparam("glass_now", callable_=_now_us)
+        )
         return sa.select(break_glass.c.patient_key).where(
             break_glass.c.account_id == self.actor.account, break_glass.c.expires > at
         )
@@ -183,23 +189,49 @@ class Policy:
 
 # Building a predicate costs milliseconds of SQLAlchemy; the same actor on the same table gets
 # the same one (it holds no moment: break-glass expiry is a bind evaluated when it runs).
-_CACHE: dict[tuple[object, ...], Predicate] = {}
+_CACHE: dict[tuple[object, ...], Predicate | None] = {}
 _CACHE_MAX = 4096  # actors × tables × types; cleared when full (per-query aliases come and go)
 
 
-def _cached(policy: Policy, t: FromClause, rtype: str | None) -> Predicate:
-    k = (policy.key, t, rtype)
-    hit = _CACHE.get(k)
-    if hit is None:
-        rows = policy._rows(t, rtype)
-        hit = rows if rows is not None else sa.true()
-        if rtype is None:  # several types: the scopes' type rule joins the row rule
-            types = policy._types(t.c.rtype, "r")
-            hit = types if rows is None else sa.and_(types, rows)
-        if len(_CACHE) >= _CACHE_MAX:
-            _CACHE.clear()
-        _CACHE[k] = hit
+def _cached(policy: Policy, t: FromClause, rtype: str | None) -> Predicate | None:
+    textual = policy.dialect is not None and t in (resource, resource_version)
+    k = (policy.key, t, rtype, policy.dialect.name if textual and policy.dialect else None)
+    if k in _CACHE:
+        return _CACHE[k]
+    hit = policy._rows(t, rtype, textual)
+    if rtype is None:  # several types: the scopes' type rule joins the row rule
+        types = policy._types(t.c.rtype, "r")
+        hit = types if hit is None else sa.and_(types, hit)
+    if hit is not None and textual and policy.dialect is not None:
+        hit = _as_text(hit, t, policy.dialect)
+    if len(_CACHE) >= _CACHE_MAX:
+        _CACHE.clear()
+    _CACHE[k] = hit
     return hit
+
+
+def _as_text(rule: Predicate, t: FromClause, dialect: sa.Dialect) -> Predicate:
+    """The rule as SQL text with its values inline: SQLAlchemy keys every statement for its
+    compiled cache by walking it, and this rule (subqueries, type lists) costs more to walk
+    than a small read costs to run. Text is keyed by its string. Only for the plain tables:
+    an alias's name is not known until its statement is compiled."""
+    compiled = (
+        sa.select(t.c.id)
+        .where(rule)
+        .compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    )
+    sql = str(compiled)
+    if "\nWHERE " not in sql:  # a rule that is always true (an unrestricted type list)
+        return rule
+    where = sql.split("\nWHERE ", 1)[1]
+    text = sa.text(f"({where})")
+    if ":glass_now" in where:
+        text = text.bindparams(sa.bindparam("glass_now", callable_=_now_us))
+    return text  # type: ignore[return-value]
+
+
+def _now_us() -> int:
+    return micros(now())
 
 
 def treated_at(facility: str) -> sa.Select[Any]:

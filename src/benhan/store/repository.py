@@ -106,7 +106,7 @@ class Repo:
         self.conn = conn
         self.actor = actor
         self.facility = actor.facility
-        self.policy = Policy(actor)
+        self.policy = Policy(actor, conn.dialect)
         self.trail = trail if trail is not None else Trail(actor)
 
     def only_visible(
@@ -603,10 +603,12 @@ def prepare_write(
     created: bool = True,
     facility: str = "",
     trusted: bool = False,
+    rows: Callable[[Resource], dict[str, list[dict[str, Any]]]] = extract,
 ) -> Write:
     """Validate, stamp and index one resource without touching the database, so that bulk
     loaders can run it in worker processes. `trusted`: built by benhan itself to a shape the
-    tests validate (the audit trail's events), so the validator is skipped."""
+    tests validate (the audit trail's events), so the validator is skipped; `rows` makes the
+    index rows (audit.index_rows for those events, the general extractor for everything else)."""
     meta = res.get("meta") if isinstance(res, dict) else None
     if not isinstance(res, dict) or not isinstance(meta, dict | None):
         validate(res)  # reports what is wrong before we touch it
@@ -620,8 +622,8 @@ def prepare_write(
         ) from None
     if not trusted:
         validate(res, content)  # the exact bytes that will be stored
-    rows = extract(res)
-    return Write(res, method, version, created, content, rows, _patient_key(res, rows), facility)
+    index = rows(res)
+    return Write(res, method, version, created, content, index, _patient_key(res, index), facility)
 
 
 def by_type(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

@@ -50,5 +50,5 @@ def unit(store: Store, who: Who, *, write: bool) -> Iterator[Repo]:
 
 def _queue(store: Store, trail: Trail) -> None:
     """Reads and refusals changed nothing: their events go to the batch writer."""
-    store.audit.submit(trail.events(), trail.actor.facility)
+    store.audit.submit(trail.actor, trail.to_write())
     trail.accesses.clear()

@@ -56,10 +56,11 @@ from benhan.auth.sessions import (
     hash_value,
 )
 from benhan.fhir.primitives import VIETNAM, now
-from benhan.store.audit import LOGIN, LOGOUT, Trail, record_security, security_event
+from benhan.store.audit import LOGIN, LOGOUT, record_security, security_event
 from benhan.store.database import Store
 from benhan.store.schema import resource
-from benhan.store.search import parse_search, run_search
+from benhan.store.search import parse_search
+from benhan.store.unit import unit
 from benhan.web.i18n import N_, Lang
 from benhan.web.rendering import PageRoute, language, render
 from benhan.web.session import (
@@ -572,7 +573,7 @@ class AuditRow:
 def audit_row(content: bytes) -> AuditRow:
     event: dict[str, Any] = orjson.loads(content)
     agent = (event.get("agent") or [{}])[0]
-    role = ((agent.get("type") or {}).get("coding") or [{}])[0].get("code", "")
+    role = (((agent.get("role") or [{}])[0]).get("coding") or [{}])[0].get("code", "")
     subtype = (event.get("subtype") or [{}])[0].get("code", "")
     purposes = event.get("purposeOfEvent") or [{}]
     purpose = ((purposes[0].get("coding") or [{}])[0]).get("code", "")
@@ -613,16 +614,14 @@ def privacy_page(request: Request) -> Response:
         # The same answer for another facility's patient and for none: nothing leaks.
         error = Message(N_("Người bệnh này không đăng ký tại cơ sở của bạn."))
     elif pid:
-        # A write: the look is recorded in the same transaction as the search.
-        with _store(request).begin() as conn:
+        store = _store(request)
+        store.audit.flush(timeout=5)  # the reads of the last moments are on the trail too
+        # Through the repository as the officer: their rules apply, and the look is audited.
+        with unit(store, s.actor, write=False) as repo:
             params = [("patient", pid), ("_sort", "-date"), ("_count", str(AUDIT_ROWS))]
-            found = run_search(conn, parse_search("AuditEvent", params, strict=True))
+            found = repo.search(parse_search("AuditEvent", params, strict=True), ["patient"])
             events = [audit_row(content) for _, _, content in found.matches]
             more = found.has_next
-            # Looking at who looked is itself a look at this patient: it goes on the trail too.
-            trail = Trail(s.actor)
-            trail.record("search-type", patients=[pid], query="AuditEvent?patient&_sort&_count")
-            trail.flush(conn)
     ctx = {
         "grants": grants,
         "grant_days": GRANT_DAYS,
