@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import orjson
 import pytest
@@ -17,38 +16,13 @@ from benhan.auth.break_glass import (
     grants_for_facility,
     open_break_glass,
 )
-from benhan.fhir import primitives
 from benhan.store.database import Store
 from benhan.store.policy import Policy
 from benhan.store.repository import Repo
 from benhan.store.schema import break_glass, resource
-from tests.conftest import FROZEN
+from tests.auth.conftest import Clock
 
 REASON = "Người bệnh hôn mê được đưa vào cấp cứu, cần tiền sử bệnh."
-
-
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    c = Clock(FROZEN)
-    monkeypatch.setattr(primitives, "now", c)
-    return c
-
-
-@pytest.fixture
-def conn(store: Store, clock: Clock) -> Iterator[sa.Connection]:
-    with store.begin() as c:
-        yield c
 
 
 def person(conn: sa.Connection, username: str, role: str, facility: str = "27001") -> Account:

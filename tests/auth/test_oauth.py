@@ -25,7 +25,8 @@ from benhan.fhir.outcome import FhirError, Issue
 from benhan.store.database import Store
 from benhan.store.schema import resource
 from benhan.web.session import SESSION_COOKIE
-from tests.auth.test_tokens import Clock, parts
+from tests.auth.conftest import Clock
+from tests.auth.test_tokens import parts
 
 AUD = "http://testserver/fhir"
 APP_URI = "https://app.example.vn/callback"

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import orjson
 import pytest
@@ -21,37 +20,10 @@ from benhan.auth.sessions import (
     end_account_sessions,
     lookup,
 )
-from benhan.fhir import primitives
 from benhan.fhir.primitives import micros
-from benhan.store.database import Store
 from benhan.store.schema import resource, web_session
+from tests.auth.conftest import Clock
 from tests.conftest import FROZEN
-
-
-class Clock:
-    """What benhan.fhir.primitives.now() returns in a test."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    c = Clock(FROZEN)
-    monkeypatch.setattr(primitives, "now", c)
-    return c
-
-
-@pytest.fixture
-def conn(store: Store, clock: Clock) -> Iterator[sa.Connection]:
-    with store.begin() as c:
-        yield c
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,39 +17,13 @@ from benhan.access import Actor, Scopes
 from benhan.auth import keys, tokens
 from benhan.auth.tokens import TokenError
 from benhan.fhir import primitives
-from benhan.store.database import Store
 from benhan.store.schema import resource
+from tests.auth.conftest import Clock
 from tests.conftest import FROZEN
 
 AUD = "http://testserver/fhir"
 ISS = "http://testserver"
 SCOPE = Scopes.parse("system/Patient.rs system/Observation.cruds")
-
-
-class Clock:
-    """What benhan.fhir.primitives.now() returns in a test (keys, tokens and codes read it)."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    c = Clock(FROZEN)
-    monkeypatch.setattr(primitives, "now", c)
-    return c
-
-
-@pytest.fixture
-def conn(store: Store, clock: Clock) -> Iterator[sa.Connection]:
-    with store.begin() as c:
-        yield c
 
 
 def issue(conn: sa.Connection, **kw: Any) -> str:
