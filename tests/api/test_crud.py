@@ -182,8 +182,10 @@ def test_unexpected_error_is_an_outcome_that_reveals_nothing(
 ) -> None:
     from benhan.rest import router
 
+    leaked = "secret internals: Nguyễn Văn An 027087001234"  # data in the message, not the code
+
     def boom(*_args: Any) -> Any:
-        raise RuntimeError("secret internals: Nguyễn Văn An 027087001234")
+        raise RuntimeError(leaked)
 
     monkeypatch.setitem(router._ROUTES, ("GET", "T/I"), boom)
     with TestClient(client.app, raise_server_exceptions=False) as c:
@@ -191,3 +193,6 @@ def test_unexpected_error_is_an_outcome_that_reveals_nothing(
     assert r.status_code == 500
     assert r.json()["issue"][0]["code"] == "exception"
     assert "secret" not in r.text and r.headers["x-request-id"] in r.text
+    logged = "\n".join(rec.getMessage() for rec in caplog.records)
+    assert "RuntimeError" in logged and r.headers["x-request-id"] in logged
+    assert "Nguyễn" not in logged and "027087001234" not in logged

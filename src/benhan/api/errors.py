@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 import uuid
 
 from fastapi import FastAPI, Request
@@ -53,8 +54,17 @@ async def _request_error(request: Request, exc: RequestValidationError) -> Respo
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     rid = getattr(request.state, "request_id", None) or uuid.uuid4().hex[:12]
-    # Only the request id, method and route: never the body or query (they may hold patient data).
-    log.exception("unhandled error %s on %s %s", rid, request.method, request.url.path)
+    # The request id, method, route, the exception's type and where it was raised: never the body,
+    # the query or the exception's message (any of them may quote patient data).
+    where = "".join(traceback.format_tb(exc.__traceback__))
+    log.error(
+        "unhandled error %s on %s %s: %s\n%s",
+        rid,
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        where,
+    )
     issue = Issue("exception", f"Lỗi máy chủ, mã {rid} / internal error, reference {rid}")
     # Starlette runs this handler outside the middleware stack, so the id header is set here.
     return fhir_json(operation_outcome([issue]), 500, headers={"X-Request-Id": rid})
