@@ -76,7 +76,7 @@ def test_a_wrong_password_and_an_unknown_name_get_the_same_answer(
     [event] = audit_events(web_store, LOGIN)
     assert event["outcome"] == "4" and event["outcomeDesc"] == "invalid"
     assert event["agent"][0]["altId"] == username
-    assert event["agent"][0]["type"]["coding"][0]["code"] == "anonymous"
+    assert event["agent"][0]["role"][0]["coding"][0]["code"] == "anonymous"
 
 
 def test_a_disabled_account_cannot_sign_in_and_is_not_told_why(
