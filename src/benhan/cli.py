@@ -148,13 +148,14 @@ def _print_demo_access(store: Store, facility: str, origin: str) -> None:
     for username, password, code in accounts:
         r = ROLES[code]
         table.add_row(f"{r.vi} / {r.en}", username, password)
+    out = Console()
+    out.print(table)
+    # Whole, on lines of their own: a table would wrap or cut a secret someone has to copy.
     r = ROLES["system-integrator"]
-    table.add_row(f"{r.vi} / {r.en}", f"client_id {client.client_id}", f"client_secret {secret}")
-    Console().print(table)
-    console.print(
-        f"mã truy cập / token: POST {origin}/oauth/token grant_type=client_credentials "
-        "(HTTP Basic client_id:client_secret)"
-    )
+    out.print(f"{r.vi} / {r.en} — OAuth client credentials:", highlight=False)
+    out.print(f"  CLIENT_ID={client.client_id}", soft_wrap=True, highlight=False)
+    out.print(f"  CLIENT_SECRET={secret}", soft_wrap=True, highlight=False)
+    out.print(f"  mã truy cập / token: POST {origin}/oauth/token", soft_wrap=True, highlight=False)
 
 
 @app.command()
