@@ -160,9 +160,9 @@ class Policy:
     def _audit_of_own_patients(self, t: FromClause) -> Predicate:
         """AuditEvents that touched a patient registered at the actor's facility."""
         c = t.c
-        about = ix_reference.alias("about")
-        own_patients = sa.select(resource.c.id).where(
-            resource.c.rtype == "Patient", resource.c.facility == self.facility
+        about, patient = ix_reference.alias("about"), resource.alias("own_patient")
+        own_patients = sa.select(patient.c.id).where(
+            patient.c.rtype == "Patient", patient.c.facility == self.facility
         )
         touched = (
             sa.select(about.c.id)

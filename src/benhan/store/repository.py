@@ -135,7 +135,7 @@ class Repo:
     def _read_statement(self, rtype: str) -> sa.Select[Any]:
         """The read by id for this actor and type, built once: SQLAlchemy keys its statement
         cache by walking the whole statement, which costs more than the read itself."""
-        key = (self.policy.key, rtype)
+        key = (self.policy.key, rtype, self.conn.dialect.name)  # the rule is dialect SQL text
         stmt = _READS.get(key)
         if stmt is None:
             stmt = sa.select(
