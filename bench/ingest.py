@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from common import (
     BASE,
     FACILITY,
+    ROOT,
     VAR,
     console,
     cpu_seconds,
@@ -41,7 +42,7 @@ from benhan.rest.router import Context
 from benhan.store.database import Store, open_store
 from benhan.store.repository import Repo
 
-DATA = Path("/work/shared/data/synthea-r4-bundles")
+DATA = ROOT.parent / "shared" / "data" / "synthea-r4-bundles"  # next to the checkout
 TARGET = {"sqlite": 5000.0, "postgres": 3000.0}
 RAW_SHARE = 0.40  # the transaction path must reach at least 40% of the raw limit
 
