@@ -37,11 +37,11 @@ EVENTS: dict[str, tuple[Actor, Access]] = {
     ),
     "failed login": (
         Actor("user", "someone", ANONYMOUS, "", ANONYMOUS.scopes, address="1.2.3.4"),
-        security_event(actor("doctor"), audit.LOGIN, ok=False, detail="invalid"),
+        security_event(audit.LOGIN, ok=False, detail="invalid"),
     ),
     "break-glass": (
         actor("doctor"),
-        security_event(actor("doctor"), audit.BREAK_GLASS, patients=["p2"], purpose="BTG"),
+        security_event(audit.BREAK_GLASS, patients=["p2"], purpose="BTG"),
     ),
     "whole bundle": (actor("system-integrator"), Access("transaction", ["Patient/a"], {"a"})),
     "province analyst export": (

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -180,8 +179,3 @@ def test_chains_and_has_through_http(
     assert named(w, _ids(r.json())) == {"pa"}
     r = client.get(f"/fhir/Patient?_id={w.pa}&_revinclude=Observation:subject", headers=h)
     assert named(w, _ids(r.json())) == {"pa", "oa"}
-
-
-def test_settings_facility_is_not_the_callers(tmp_path: Path) -> None:
-    """A node's BENHAN_FACILITY does not decide what a caller sees: the token does."""
-    assert make_settings("sqlite://", tmp_path).facility == A

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from benhan.access.roles import JOB, Role
 from benhan.access.scopes import Scopes
@@ -23,7 +23,6 @@ class Actor:
     address: str | None = None  # client IP, for the audit trail
     session: str | None = None  # token id or page-session id
     purpose: str = "TREAT"  # v3 PurposeOfUse the access is for
-    extras: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def job(cls, facility: str, name: str) -> Actor:

@@ -13,6 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from benhan.access import Actor
+from benhan.auth.accounts import AuthError
 from benhan.fhir import primitives
 from benhan.fhir.primitives import from_micros, micros
 from benhan.store.audit import BREAK_GLASS, record_security, security_event
@@ -45,13 +46,8 @@ REASONS: dict[str, Reason] = {
 }
 
 
-class BreakGlassError(Exception):
+class BreakGlassError(AuthError):
     """A refused break-glass; `code` says why (the pages translate it), nothing was written."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -135,7 +131,6 @@ def open_break_glass(
     # The reason's words stay in break_glass (privacy officers read them there): an AuditEvent
     # carries codes, not what a clinician wrote about a patient.
     event = security_event(
-        actor,
         BREAK_GLASS,
         patients=[pid],
         detail=f"{reason_code}; {minutes} min; grant {grant_id}",

@@ -51,9 +51,7 @@ def ensure_demo_accounts(
                     display_name=f"{r.vi} (demo)",
                     patient=patient,
                 )
-                event = security_event(
-                    job, ROLES_CHANGED, detail=f"account {code} created, role {code}"
-                )
+                event = security_event(ROLES_CHANGED, detail=f"account {code} created, role {code}")
                 record_security(conn, job, event)
             out.append((code, DEMO_PASSWORD, code))
     return out

@@ -125,7 +125,7 @@ def rotate(conn: sa.Connection, *, actor: Actor, overlap_s: int = DEFAULT_OVERLA
         .values(retired=new.activates)
     )
     detail = f"signing key {new.kid} activates in {overlap_s} s"
-    record_security(conn, actor, security_event(actor, KEYS_CHANGED, detail=detail))
+    record_security(conn, actor, security_event(KEYS_CHANGED, detail=detail))
     _cache.clear()
     return new
 

@@ -178,7 +178,7 @@ def _basic_credentials(encoded: str) -> tuple[str, str]:
 
 def _refused(conn: sa.Connection, client_id: str, address: str | None, why: str) -> None:
     who = Actor("client", client_id[:64], ANONYMOUS, "", Scopes(()), address=address)
-    record_security(conn, who, security_event(who, LOGIN, ok=False, detail=why))
+    record_security(conn, who, security_event(LOGIN, ok=False, detail=why))
 
 
 def _client_credentials(
@@ -222,7 +222,7 @@ def _client_credentials(
         extra=extra,
         jti=jti,
     )
-    record_security(conn, actor, security_event(actor, LOGIN, detail="client_credentials"))
+    record_security(conn, actor, security_event(LOGIN, detail="client_credentials"))
     return _response(access, ttl, actor.scopes)
 
 
@@ -276,7 +276,7 @@ def _authorization_code(
         jti=jti,
     )
     detail = f"authorization_code client={client.client_id}"
-    record_security(conn, actor, security_event(actor, LOGIN, detail=detail))
+    record_security(conn, actor, security_event(LOGIN, detail=detail))
     return {**_response(access, ttl, granted), **context}
 
 

@@ -134,6 +134,6 @@ def account_changed(conn: sa.Connection, actor: Actor, target: Account, detail: 
     end_account_sessions(conn, target.id)
     entities = [f"Practitioner/{target.practitioner}"] if target.practitioner else []
     event = security_event(
-        actor, ROLES_CHANGED, entities=entities, detail=f"account {target.username}: {detail}"
+        ROLES_CHANGED, entities=entities, detail=f"account {target.username}: {detail}"
     )
     record_security(conn, actor, event)

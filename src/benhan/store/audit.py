@@ -252,7 +252,6 @@ def index_rows(e: Resource) -> dict[str, list[Row]]:
 
 
 def security_event(
-    actor: Actor,
     kind: tuple[str, str, str, str],
     *,
     ok: bool = True,

@@ -125,13 +125,13 @@ def login_submit(
                 scopes=ANONYMOUS.scopes,
                 address=address,
             )
-            record_security(conn, anon, security_event(anon, LOGIN, ok=False, detail=exc.code))
+            record_security(conn, anon, security_event(LOGIN, ok=False, detail=exc.code))
         else:
             if old:
                 delete_session(conn, old)  # a new id at sign-in: no session fixation
             value, _ = create_session(conn, acc.id, address)
             actor = acc.actor(address=address, session=hash_value(value)[:16])
-            record_security(conn, actor, security_event(actor, LOGIN))
+            record_security(conn, actor, security_event(LOGIN))
     if value is None:
         code = failure.code if failure else "invalid"
         status = 429 if code == "throttled" else 400
@@ -151,7 +151,7 @@ def logout(request: Request, csrf: Field = "") -> Response:
     assert s is not None  # require_csrf refuses a request without a session
     with store_of(request).begin() as conn:
         delete_session(conn, request.cookies.get(SESSION_COOKIE, ""))
-        record_security(conn, s.actor, security_event(s.actor, LOGOUT))
+        record_security(conn, s.actor, security_event(LOGOUT))
     response = see_other(request, "login")
     clear_session_cookie(request, response)
     return response
