@@ -13,7 +13,19 @@ from benhan.api import bulk_routes, errors, fhir_routes, oauth_routes
 from benhan.api.access_log import AccessLog
 from benhan.config import Settings, tune_gc
 from benhan.store.database import Store, open_store
-from benhan.web import account_pages, break_glass_pages, login_pages, pages, privacy_pages
+from benhan.web import (
+    account_pages,
+    break_glass_pages,
+    clinician_pages,
+    desk_pages,
+    kiosk_pages,
+    login_pages,
+    pages,
+    privacy_pages,
+    queue_pages,
+    results_pages,
+    visit_pages,
+)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
@@ -40,7 +52,18 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.include_router(oauth_routes.router)
     app.include_router(bulk_routes.router)  # first: the FHIR router ends in a catch-all
     app.include_router(fhir_routes.router)
-    for pages_router in (login_pages, account_pages, break_glass_pages, privacy_pages):
+    for pages_router in (
+        login_pages,
+        account_pages,
+        break_glass_pages,
+        privacy_pages,
+        desk_pages,
+        kiosk_pages,
+        queue_pages,
+        clinician_pages,
+        visit_pages,
+        results_pages,
+    ):
         app.include_router(pages_router.router)
     pages.mount(app)
     tune_gc()

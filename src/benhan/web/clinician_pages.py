@@ -1,0 +1,9 @@
+"""The clinician's worklist, the patient chart and the printed pages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from benhan.web.rendering import PageRoute
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)

@@ -1,0 +1,9 @@
+"""Documenting a visit."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from benhan.web.rendering import PageRoute
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
