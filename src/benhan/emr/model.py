@@ -3,6 +3,7 @@
 A visit is one `Encounter` (class AMB), written at registration and carried through the day:
 
     status        arrived ───────────────► in-progress ──────────► finished
+    (called / seen / finished below make each step; the caller writes with repo.update)
     timestamps    arrival      called       seen                    finished
                   period.start  CALLED_EXT  statusHistory[arrived]  period.end
                                             .period.end
@@ -76,20 +77,65 @@ def queue_times(encounter: Resource) -> QueueTimes:
         (e.get("valueDateTime") for e in encounter.get("extension", []) if e["url"] == CALLED_EXT),
         None,
     )
-    seen = next(
+    end = period.get("end") if encounter.get("status") == "finished" else None
+    return QueueTimes(
+        parse_stamp(period.get("start")),
+        parse_stamp(called),
+        parse_stamp(_seen_at(encounter)),
+        parse_stamp(end),
+    )
+
+
+def called(encounter: Resource, when: datetime) -> Resource:
+    """The visit with its number called now (again: the last call counts)."""
+    out = dict(encounter)
+    others = [e for e in encounter.get("extension", []) if e["url"] != CALLED_EXT]
+    out["extension"] = [*others, {"url": CALLED_EXT, "valueDateTime": stamp(when)}]
+    return out
+
+
+def seen(encounter: Resource, when: datetime, practitioner: str | None) -> Resource:
+    """The visit once the clinician starts it: in-progress, the arrived period closed."""
+    if encounter.get("status") != "arrived":
+        return encounter  # already seen: the first moment counts
+    out = dict(encounter)
+    start = (encounter.get("period") or {}).get("start") or stamp(when)
+    out["statusHistory"] = [
+        *encounter.get("statusHistory", []),
+        {"status": "arrived", "period": {"start": start, "end": stamp(when)}},
+    ]
+    out["status"] = "in-progress"
+    if practitioner:
+        out["participant"] = [*encounter.get("participant", []), {"individual": ref(practitioner)}]
+    return out
+
+
+def finished(encounter: Resource, when: datetime) -> Resource:
+    """The visit closed now; a visit never seen is closed as seen at the same moment."""
+    out = seen(encounter, when, None)
+    history = list(out.get("statusHistory", []))
+    history.append(
+        {
+            "status": "in-progress",
+            "period": {"start": _seen_at(out) or stamp(when), "end": stamp(when)},
+        }
+    )
+    return {
+        **out,
+        "status": "finished",
+        "statusHistory": history,
+        "period": {**(out.get("period") or {}), "end": stamp(when)},
+    }
+
+
+def _seen_at(encounter: Resource) -> str | None:
+    return next(
         (
             h.get("period", {}).get("end")
             for h in encounter.get("statusHistory", [])
             if h["status"] == "arrived"
         ),
         None,
-    )
-    finished = period.get("end") if encounter.get("status") == "finished" else None
-    return QueueTimes(
-        parse_stamp(period.get("start")),
-        parse_stamp(called),
-        parse_stamp(seen),
-        parse_stamp(finished),
     )
 
 
@@ -152,8 +198,10 @@ __all__ = [
     "QUEUE_NUMBER",
     "FacilityRefs",
     "QueueTimes",
+    "called",
     "display_name",
     "facility_refs",
+    "finished",
     "local_now",
     "parse_stamp",
     "queue_label",
@@ -161,5 +209,6 @@ __all__ = [
     "queue_value",
     "ref",
     "search_all",
+    "seen",
     "stamp",
 ]
