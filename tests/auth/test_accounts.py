@@ -169,6 +169,18 @@ def test_demo_accounts_one_per_human_role(store: Store) -> None:
         me = find_account(conn, "patient")
     assert analyst is not None and analyst.facility == ""
     assert me is not None and me.patient == "pt-1"
+    # Clinicians are linked to a Practitioner of their facility (they author what they write).
+    with store.read() as conn:
+        doctor = find_account(conn, "doctor")
+        registrar = find_account(conn, "registrar")
+        assert doctor is not None and doctor.practitioner is not None
+        owner = conn.scalar(
+            sa.select(resource.c.facility).where(
+                resource.c.rtype == "Practitioner", resource.c.id == doctor.practitioner
+            )
+        )
+    assert owner == "27001"
+    assert registrar is not None and registrar.practitioner is None
 
     # Again: nothing new, nothing changed (a changed password stays changed).
     with store.begin() as conn:

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from benhan.access import ROLES, Actor
 from benhan.auth.accounts import create_account, find_account
+from benhan.fhir.systems import CCHN
 from benhan.store.audit import ROLES_CHANGED, record_security, security_event
 from benhan.store.database import Store
+from benhan.store.repository import Repo
+
+QUALIFICATION = "http://terminology.hl7.org/CodeSystem/v2-0360"  # degree / licence
 
 DEMO_PASSWORD = "benhan-demo-2026"  # noqa: S105 (published on purpose: demo data only)
 FACILITY_ROLES = (
@@ -21,6 +25,33 @@ FACILITY_ROLES = (
     "privacy-officer",
 )
 PROVINCE_ROLES = ("doh-analyst", "insurance-assessor")
+# Clinicians sign what they write: their accounts are linked to a Practitioner of the facility.
+PRACTITIONERS = {
+    "doctor": ("Nguyễn Văn", "An", "BS", "MD"),
+    "nurse": ("Trần Thị", "Bình", "ĐD", "RN"),
+    "lab-technician": ("Lê Văn", "Cường", "KTV", "MT"),
+    "pharmacist": ("Phạm Thị", "Dung", "DS", "PHARM"),
+}
+
+
+def _practitioner(repo: Repo, code: str) -> str:
+    family, given, prefix, qualification = PRACTITIONERS[code]
+    res = {
+        "resourceType": "Practitioner",
+        "identifier": [{"system": CCHN, "value": f"DEMO-{repo.facility}-{code}"}],
+        "active": True,
+        "name": [
+            {
+                "use": "official",
+                "text": f"{prefix}. {family} {given}",
+                "family": family,
+                "given": [given],
+                "prefix": [prefix],
+            }
+        ],
+        "qualification": [{"code": {"coding": [{"system": QUALIFICATION, "code": qualification}]}}],
+    }
+    return repo.create(res).id
 
 
 def ensure_demo_accounts(
@@ -39,9 +70,11 @@ def ensure_demo_accounts(
     out: list[tuple[str, str, str]] = []
     job = Actor.job(facility, "demo")
     with store.begin() as conn:
+        repo = Repo(conn, job)
         for code, where, patient in wanted:
             if find_account(conn, code) is None:
                 r = ROLES[code]
+                practitioner = _practitioner(repo, code) if code in PRACTITIONERS else None
                 create_account(
                     conn,
                     username=code,
@@ -49,6 +82,7 @@ def ensure_demo_accounts(
                     role_code=code,
                     facility=where,
                     display_name=f"{r.vi} (demo)",
+                    practitioner=practitioner,
                     patient=patient,
                 )
                 event = security_event(ROLES_CHANGED, detail=f"account {code} created, role {code}")
