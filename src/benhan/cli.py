@@ -109,6 +109,10 @@ def demo(
         synth(people=people, years=2, seed=2025, out=None, replace=True)
     else:
         console.print("dùng lại dữ liệu có sẵn / reusing the existing data (--regenerate to renew)")
+    from benhan.emr.setup import prepare_facility
+
+    rooms = prepare_facility(store, cfg.facility)
+    console.print(f"{len(rooms)} phòng khám / clinics at {cfg.facility}")
     _print_demo_access(store, cfg.facility, f"http://{host}:{port}")
     console.print(f"benhan: http://{host}:{port}/  ·  FHIR: http://{host}:{port}/fhir/metadata")
     serve(host=host, port=port, workers=1)

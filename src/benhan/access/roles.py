@@ -140,7 +140,8 @@ ROLES: dict[str, Role] = {
             "Doctor",
             Reach.FACILITY,
             {
-                "rs": set(DIRECTORY),
+                # Coverage read: the BHYT number printed on the prescription and the chart.
+                "rs": set(DIRECTORY) | {"Coverage"},
                 "cruds": set(CLINICAL) - {"Consent", "Coverage"},
             },
             clinician=True,
@@ -154,6 +155,7 @@ ROLES: dict[str, Role] = {
             {
                 **_READ_DIR,
                 "rs": {"Patient", "Encounter", "ServiceRequest", "Condition"} | set(DIRECTORY),
+                "u": {"ServiceRequest"},  # to mark an order completed once its result is in
                 "cruds": {
                     "Specimen",
                     "Observation",

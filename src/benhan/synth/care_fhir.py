@@ -13,6 +13,7 @@ from benhan.catalog.drugs import Drug, drugs_for
 from benhan.catalog.fhir import route_coding, service_coding, service_loinc
 from benhan.catalog.icd10 import lookup
 from benhan.catalog.services import Service, services, services_of_kind
+from benhan.catalog.units import UCUM_OF
 from benhan.fhir import systems
 from benhan.fhir.systems import (
     ADMIT_SOURCE,
@@ -28,12 +29,6 @@ Resource = dict[str, Any]
 
 VSS_NAME = "Bảo hiểm xã hội Việt Nam"  # the payor of every BHYT card
 
-# result_unit of the lab catalogue → UCUM (http://unitsofmeasure.org/ucum.html).
-UCUM_OF = {
-    "g/L": "g/L", "G/L": "10*9/L", "mm/h": "mm/h", "INR": "{INR}", "s": "s", "mmol/L": "mmol/L",
-    "µmol/L": "umol/L", "U/L": "U/L", "%": "%", "mg/L": "mg/L", "ng/L": "ng/L",
-    "mIU/L": "m[IU]/L", "pmol/L": "pmol/L", "ng/mL": "ng/mL",
-}  # fmt: skip
 CLASS_DISPLAY = {"AMB": "ambulatory", "EMER": "emergency", "IMP": "inpatient encounter"}
 DISPOSITION_DISPLAY = {"home": "Home", "other-hcf": "Other healthcare facility", "exp": "Expired"}
 _VITALS_CAT = [

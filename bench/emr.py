@@ -1,0 +1,155 @@
+"""The facility EMR under a working day's load: 50 people registering and documenting at once.
+
+A synthetic province with 5 years of history (`benhan synth`, cached under var/bench) is served
+by `benhan serve` (one worker, as `make demo` runs it). Locust (bench/emr_locustfile.py) drives
+50 concurrent signed-in users through the pages in a browser's order: registrars search the desk
+as they type, register people from a chip-card QR text and print the ticket; doctors open the
+worklist, start a visit, record vital signs, a diagnosis, a lab order and a prescription, and
+open the chart of a person with 5 years of history.
+
+Reference, measured under the same load in the same run: the sign-in page (a page render with
+no query). Targets: every page p95 ≤ 300 ms; the 5-year chart p95 ≤ 500 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+from common import FACILITY, VAR, console, load, server, verdict
+from rich.table import Table
+
+from benhan.store.database import open_store
+from benhan.store.schema import resource
+
+HERE = Path(__file__).resolve().parent
+PAGE_TARGET_MS = 300.0
+CHART_TARGET_MS = 500.0
+REFERENCE = "GET /login"
+
+
+def build(people: int, years: int, rebuild: bool) -> str:
+    """A synthetic province in SQLite (cached), with the facility's clinics and demo accounts."""
+    path = VAR / f"emr-{people}-{years}y.sqlite3"
+    url = f"sqlite:///{path}"
+    if rebuild:
+        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            p.unlink(missing_ok=True)
+    if not path.exists():
+        VAR.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "BENHAN_DATABASE_URL": url, "BENHAN_FACILITY": FACILITY}
+        benhan = str(Path(sys.executable).parent / "benhan")
+        cmd = [benhan, "synth", "--people", str(people), "--years", str(years), "--replace"]
+        subprocess.run(cmd, env=env, check=True)
+    from benhan.emr.setup import prepare_facility
+
+    store = open_store(url)
+    store.create_schema()
+    prepare_facility(store, FACILITY)
+    store.dispose()
+    return url
+
+
+def long_history_patient(url: str) -> str:
+    """The person with the most encounters at the facility: the chart the target is about."""
+    store = open_store(url)
+    with store.read() as conn:
+        key = conn.scalar(
+            sa.select(resource.c.patient_key)
+            .where(resource.c.rtype == "Encounter", resource.c.facility == FACILITY)
+            .group_by(resource.c.patient_key)
+            .order_by(sa.func.count().desc())
+            .limit(1)
+        )
+        first = conn.scalar(
+            sa.select(sa.func.min(resource.c.last_updated)).where(resource.c.patient_key == key)
+        )
+    store.dispose()
+    assert key is not None, "the synthetic province has no encounter at the facility"
+    console.print(f"chart patient: {key} (data since {first})")
+    return str(key)
+
+
+def run_locust(origin: str, users: int, seconds: int, chart_patient: str, out: Path) -> Path:
+    prefix = out / "locust"
+    env = {**os.environ, "BENCH_CHART_PATIENT": chart_patient}
+    cmd = [
+        str(Path(sys.executable).parent / "locust"),
+        "-f",
+        str(HERE / "emr_locustfile.py"),
+        "--headless",
+        "--host",
+        origin,
+        "--users",
+        str(users),
+        "--spawn-rate",
+        "10",
+        "--run-time",
+        f"{seconds}s",
+        "--csv",
+        str(prefix),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+    ]
+    subprocess.run(cmd, env=env, check=False)
+    return Path(f"{prefix}_stats.csv")
+
+
+def report(stats: Path) -> None:
+    rows = [r for r in csv.DictReader(stats.open()) if r["Name"] != "Aggregated"]
+    by_name = {f"{r['Type']} {r['Name']}": r for r in rows}
+    ref = by_name.get(REFERENCE)
+    ref_p95 = float(ref["95%"]) if ref else None
+    table = Table(title=f"EMR pages under load ({load()})")
+    for col in ("page", "requests", "failures", "p50 ms", "p95 ms", "× ref p95", "target", ""):
+        table.add_column(col, justify="left" if col == "page" else "right")
+    worst = True
+    for name, r in sorted(by_name.items()):
+        p95 = float(r["95%"])
+        target = CHART_TARGET_MS if "chart" in name else PAGE_TARGET_MS
+        is_ref = name == REFERENCE
+        ok = None if is_ref else p95 <= target and r["Failure Count"] == "0"
+        worst = worst and (ok is not False)
+        ratio = f"{p95 / ref_p95:.1f}" if ref_p95 else "–"
+        table.add_row(
+            name,
+            r["Request Count"],
+            r["Failure Count"],
+            r["50%"],
+            r["95%"],
+            "1.0" if is_ref else ratio,
+            "" if is_ref else f"≤ {target:.0f}",
+            verdict(ok),
+        )
+    console.print(table)
+    console.print("all targets met" if worst else "[red]some targets not met[/red]")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--people", type=int, default=5000)
+    parser.add_argument("--years", type=int, default=5)
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=90)
+    parser.add_argument("--rebuild", action="store_true")
+    args = parser.parse_args()
+    url = build(args.people, args.years, args.rebuild)
+    patient = long_history_patient(url)
+    out = VAR / "emr-run"
+    out.mkdir(parents=True, exist_ok=True)
+    with server(url, out / "server.log") as srv:
+        origin = srv.url.removesuffix("/fhir")
+        stats = run_locust(origin, args.users, args.seconds, patient, out)
+    report(stats)
+    (out / "args.json").write_text(json.dumps(vars(args)))
+
+
+if __name__ == "__main__":
+    main()
