@@ -36,8 +36,10 @@ serve: $(STAMP)
 	$(BIN)/benhan serve
 
 bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/read.py
+	$(BIN)/python bench/emr.py
 
 clean:
 	rm -rf $(VENV) var

@@ -25,13 +25,22 @@ import sqlalchemy as sa
 from common import FACILITY, VAR, console, load, server, verdict
 from rich.table import Table
 
-from benhan.store.database import open_store
+from benhan.access import Actor
+from benhan.auth.demo_accounts import ensure_demo_accounts
+from benhan.emr.clinics import Clinic
+from benhan.emr.model import facility_refs, local_now, search_all
+from benhan.emr.queue import day_visits
+from benhan.emr.registration import register_visit
+from benhan.emr.setup import prepare_facility
+from benhan.store.database import Store, open_store
 from benhan.store.schema import resource
+from benhan.store.unit import unit
 
 HERE = Path(__file__).resolve().parent
 PAGE_TARGET_MS = 300.0
 CHART_TARGET_MS = 500.0
 REFERENCE = "GET /login"
+MORNING = 60  # visits registered before the run
 
 
 def build(people: int, years: int, rebuild: bool) -> str:
@@ -47,13 +56,28 @@ def build(people: int, years: int, rebuild: bool) -> str:
         benhan = str(Path(sys.executable).parent / "benhan")
         cmd = [benhan, "synth", "--people", str(people), "--years", str(years), "--replace"]
         subprocess.run(cmd, env=env, check=True)
-    from benhan.emr.setup import prepare_facility
-
     store = open_store(url)
     store.create_schema()
-    prepare_facility(store, FACILITY)
+    ensure_demo_accounts(store, FACILITY, None)
+    morning_queue(store, prepare_facility(store, FACILITY))
     store.dispose()
     return url
+
+
+def morning_queue(store: Store, rooms: list[Clinic], size: int = MORNING) -> None:
+    """Today's first visits (people of the facility, registered as the desk would), so that the
+    doctors have a worklist from the first second; skipped when today's queue already exists."""
+    job = Actor.job(FACILITY, "bench")
+    with unit(store, job, write=True) as repo:
+        refs = facility_refs(repo)
+        assert refs is not None and rooms, "the synthetic province lacks the bench facility"
+        if day_visits(repo, local_now().date(), [("service-provider", refs.organization)]):
+            return
+        people = search_all(
+            repo, "Patient", [("organization", refs.organization), ("_count", str(size))]
+        )
+        for i, person in enumerate(people):
+            register_visit(repo, refs, person["id"], rooms[i % len(rooms)])
 
 
 def long_history_patient(url: str) -> str:
