@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import random
 import re
+import time
 from urllib.parse import unquote
 
 from locust import HttpUser, between, task
 
 from benhan.auth.demo_accounts import DEMO_PASSWORD
 
+REFERENCE = "GET /static/forms.css"
 CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 LOGIN_TOKEN = re.compile(r'name="token" value="([^"]+)"')
 VISIT = re.compile(r'href="/visit/([0-9a-f-]{36})"')
@@ -32,7 +34,7 @@ LABS = ("23.9036.9036",)  # Định lượng Glucose máu
 
 class Staff(HttpUser):
     abstract = True
-    wait_time = between(1, 3)  # a person reads the page before the next click
+    wait_time = between(2, 6)  # a person reads the page, types, then clicks again
     username = ""
 
     def on_start(self) -> None:
@@ -47,6 +49,11 @@ class Staff(HttpUser):
         self.csrf = csrf[1]
         self.htmx = {"HX-Request": "true", "X-CSRF-Token": self.csrf}
 
+    @task(1)
+    def stylesheet(self) -> None:
+        """The bench's reference: a static file, so the server's own queueing under this load."""
+        self.client.get("/static/forms.css", name=REFERENCE)
+
 
 class Registrar(Staff):
     weight = 1
@@ -58,6 +65,7 @@ class Registrar(Staff):
         for end in range(3, len(phrase) + 3, 4):  # htmx sends after each pause in typing
             data = {"csrf": self.csrf, "q": phrase[:end]}
             self.client.post("/desk/search", data=data, headers=self.htmx, name="POST /desk/search")
+            time.sleep(0.4)  # the next keystrokes (gevent's sleep: other users go on)
 
     @task(1)
     def register_from_the_card(self) -> None:
@@ -79,6 +87,7 @@ class Registrar(Staff):
         if not found:
             return  # a CCCD drawn twice: the form said so (400), nothing to register
         pid = found[1]
+        self.wait()
         page = self.client.get(f"/desk/patient/{pid}", name="GET /desk/patient/[id]").text
         clinics = CLINIC.findall(page)
         if clinics:
@@ -105,20 +114,33 @@ class Doctor(Staff):
             return
         eid = random.choice(visits)
         base = f"/visit/{eid}"
+        self.wait()
         self.client.get(base, name="GET /visit/[id]")
+        self.wait()
         vitals = {"csrf": self.csrf, "systolic": "125", "diastolic": "80", "pulse": "78"}
         self.client.post(f"{base}/vitals", data=vitals, headers=self.htmx, name="POST vitals")
+        self.wait()
         dx = {"csrf": self.csrf, "code": random.choice(DIAGNOSES), "main": "1"}
-        self.client.post(f"{base}/diagnoses", data=dx, headers=self.htmx, name="POST diagnosis")
+        with self.client.post(
+            f"{base}/diagnoses",
+            data=dx,
+            headers=self.htmx,
+            name="POST diagnosis",
+            catch_response=True,
+        ) as r:
+            if r.status_code == 400:  # that code is already on the visit: the page says so
+                r.success()
         self.client.get(
             f"{base}/search/icd10?dx_q=viem+hong", headers=self.htmx, name="GET ICD-10 search"
         )
+        self.wait()
         order = {"csrf": self.csrf, "service": random.choice(LABS)}
         with self.client.post(
             f"{base}/orders", data=order, headers=self.htmx, name="POST order", catch_response=True
         ) as r:
             if r.status_code == 400:  # ordered twice in one visit: refused, as it should be
                 r.success()
+        self.wait()
         found = self.client.get(
             f"{base}/search/drug?rx_q=paracetamol", headers=self.htmx, name="GET drug search"
         ).text

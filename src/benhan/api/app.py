@@ -33,6 +33,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not app.state.store.is_postgres:  # PostgreSQL's autovacuum keeps its own statistics
+            app.state.store.analyze()
         yield
         app.state.store.audit.flush()  # read events still queued are written before exit
 

@@ -16,13 +16,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
-from benhan.emr.model import display_name
+from benhan.emr.model import display_name, search_all, search_page
 from benhan.fhir import systems as sy
 from benhan.fhir.definitions import Resource
 from benhan.store.repository import Repo
-from benhan.store.search import parse_search
 
 PAGE = 10  # encounters per timeline page
 OBSERVATIONS = 400  # most recent results and vital signs read for the chart (~50 visits)
@@ -134,21 +131,6 @@ class Chart:
 
 
 # ---------------------------------------------------------------- reading FHIR values
-
-
-def search_page(
-    repo: Repo, rtype: str, params: list[tuple[str, str]]
-) -> tuple[list[Resource], dict[str, Resource], bool]:
-    """One page: its resources, the included ones by "Type/id", and whether more follow."""
-    params = [*params, ("_total", "none")]  # counting every match is what costs
-    result = repo.search(parse_search(rtype, params, strict=True), [k for k, _ in params])
-    found = [orjson.loads(c) for _t, _i, c in result.matches]
-    included = {f"{t}/{i}": orjson.loads(c) for t, i, c in result.included}
-    return found, included, result.has_next
-
-
-def search_all(repo: Repo, rtype: str, params: list[tuple[str, str]]) -> list[Resource]:
-    return search_page(repo, rtype, params)[0]
 
 
 def by_ids(repo: Repo, rtype: str, refs: set[str]) -> dict[str, Resource]:

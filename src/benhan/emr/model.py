@@ -161,11 +161,22 @@ class FacilityRefs:
     name: str
 
 
+def search_page(
+    repo: Repo, rtype: str, params: list[tuple[str, str]]
+) -> tuple[list[Resource], dict[str, Resource], bool]:
+    """One page of a search through the repository (as the user, audited): its resources, the
+    included ones by "Type/id", and whether more follow. No total: counting every match is what
+    costs on a big facility."""
+    params = [*params, ("_total", "none")]
+    result = repo.search(parse_search(rtype, params, strict=True), [k for k, _ in params])
+    found = [orjson.loads(c) for _t, _i, c in result.matches]
+    included = {f"{t}/{i}": orjson.loads(c) for t, i, c in result.included}
+    return found, included, result.has_next
+
+
 def search_all(repo: Repo, rtype: str, params: list[tuple[str, str]]) -> list[Resource]:
-    """One page of a search through the repository (as the user, audited), parsed."""
-    sreq = parse_search(rtype, params, strict=True)
-    result = repo.search(sreq, [k for k, _ in params])
-    return [orjson.loads(content) for _t, _i, content in result.matches]
+    """The resources of one page of a search (see search_page)."""
+    return search_page(repo, rtype, params)[0]
 
 
 def facility_refs(repo: Repo) -> FacilityRefs | None:
@@ -209,6 +220,7 @@ __all__ = [
     "queue_value",
     "ref",
     "search_all",
+    "search_page",
     "seen",
     "stamp",
 ]

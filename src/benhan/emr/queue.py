@@ -16,11 +16,13 @@ from benhan.emr.model import (
     QUEUE_NUMBER,
     called,
     local_now,
+    parse_stamp,
     queue_label,
     queue_times,
     search_all,
 )
 from benhan.fhir.definitions import Resource
+from benhan.fhir.primitives import VIETNAM
 from benhan.store.repository import Repo
 
 PAGE = 1000  # visits fetched per search: a clinic's whole day, a facility's day in a few pages
@@ -29,9 +31,15 @@ GONE = ("cancelled", "entered-in-error")  # visits that never were
 
 
 def day_params(day: date) -> list[tuple[str, str]]:
-    """Encounters that started on `day` (Vietnam's date): after the day before, before the next."""
-    before, after = day - timedelta(days=1), day + timedelta(days=1)
-    return [("date", f"sa{before.isoformat()}"), ("date", f"lt{after.isoformat()}")]
+    """Encounters that started after the day before `day` (Vietnam's date). The upper bound is
+    left to started_on: a second date bound makes SQLite list every Encounter the facility ever
+    had (measured 110–180 ms instead of 10 ms on a 5-year facility)."""
+    return [("date", f"sa{(day - timedelta(days=1)).isoformat()}")]
+
+
+def started_on(encounter: Resource, day: date) -> bool:
+    start = parse_stamp((encounter.get("period") or {}).get("start"))
+    return start is not None and start.astimezone(VIETNAM).date() == day
 
 
 def number_of(encounter: Resource) -> int:
@@ -59,7 +67,7 @@ def day_visits(repo: Repo, day: date, params: list[tuple[str, str]]) -> list[Res
                 ("_offset", str(page * PAGE)),
             ],
         )
-        found += batch
+        found += [e for e in batch if started_on(e, day)]
         if len(batch) < PAGE:
             break
     return found

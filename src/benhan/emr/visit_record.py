@@ -18,10 +18,9 @@ from benhan.emr.chart import (
     person,
     point,
     reference_text,
-    search_all,
-    search_page,
     vital_point,
 )
+from benhan.emr.model import search_all, search_page
 from benhan.fhir import systems as sy
 from benhan.fhir.definitions import Resource
 from benhan.fhir.outcome import not_found

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from benhan.emr.chart import age_on, by_ids, name_of, places, search_all, search_page
-from benhan.emr.model import ACTIVE, display_name, facility_refs, queue_label, queue_times
+from benhan.emr.chart import age_on, by_ids, name_of, places
+from benhan.emr.model import (
+    ACTIVE,
+    display_name,
+    facility_refs,
+    queue_label,
+    queue_times,
+    search_all,
+)
+from benhan.emr.queue import day_visits
 from benhan.fhir.definitions import Resource
 from benhan.store.repository import Repo
 
@@ -50,20 +58,17 @@ def worklist(repo: Repo, now: datetime, *, done: bool, clinic: str | None, offse
     refs = facility_refs(repo)
     if refs is None:
         return Worklist(False, (), 0, None, ())
-    today = now.date()
-    params = [
-        ("service-provider", refs.organization),
-        # Started today: "sa" yesterday, so a visit left open since yesterday stays off the list.
-        ("date", f"sa{(today - timedelta(days=1)).isoformat()}"),
-        ("date", f"lt{(today + timedelta(days=1)).isoformat()}"),
-        ("status", "finished" if done else ",".join(ACTIVE)),
-        ("_sort", "-date" if done else "date"),
-        ("_count", str(PAGE)),
-        ("_offset", str(offset)),
-    ]
+    # The facility's day in one search (see queue.day_params), then the tab and the page here:
+    # a filter on status=finished would make SQLite list five years of visits.
+    where = [("service-provider", refs.organization)]
     if clinic:
-        params.append(("location", f"Location/{clinic}"))
-    found, _, more = search_page(repo, "Encounter", params)
+        where.append(("location", f"Location/{clinic}"))
+    wanted = ("finished",) if done else ACTIVE
+    day = [e for e in day_visits(repo, now.date(), where) if e.get("status") in wanted]
+    if done:
+        day.reverse()  # the last finished first
+    found = day[offset : offset + PAGE]
+    more = len(day) > offset + PAGE
     # Looked up by _id: an _include of them costs more than the search (see chart.py).
     subjects = {(e.get("subject") or {}).get("reference", "") for e in found}
     included = by_ids(repo, "Patient", subjects) | places(repo, found)

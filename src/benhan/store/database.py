@@ -66,6 +66,17 @@ class Store:
             yield
         finally:
             self.create_missing_indexes()
+        self.analyze()
+
+    def analyze(self) -> None:
+        """Fresh statistics for the query planner. Without them SQLite chooses an index by its
+        shape alone, and sorting 20 patients by name scanned every name row for each one (5 s
+        on a 10,000-patient facility, 20 ms with statistics). SQLite samples (analysis_limit)
+        so this stays well under a second on a database of gigabytes."""
+        with self.engine.begin() as conn:
+            if not self.is_postgres:
+                conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+            conn.exec_driver_sql("ANALYZE")
 
     def create_missing_indexes(self) -> None:
         with self.engine.begin() as conn:
