@@ -17,7 +17,7 @@ from benhan.store.schema import resource
 from benhan.store.unit import unit
 from tests.access.world import actor
 from tests.emr.world import KHAM_NHI, KHAM_NOI, Place, person, place
-from tests.web.conftest import SignedIn, SignIn
+from tests.web.conftest import SignedIn, SignIn, audit_events
 
 QR = "027187000123|125678901|Nguyễn Thị Hương|12031987|Nữ|Từ Sơn, Bắc Ninh|15062021"
 NEW = {
@@ -448,3 +448,19 @@ def test_posts_without_the_csrf_token_are_refused(
     r = anon.post(f"/desk/patient/{huong}/insurance", data=card(-1, 100))
     assert r.status_code == 403
     assert versions(web_store) == before
+
+
+def test_a_patient_out_of_reach_is_a_404_page_audited_as_refused_not_failed(
+    here: Place, web_store: Store, anon: TestClient, sign_in: SignIn
+) -> None:
+    me = sign_in("tiepdon", "registrar")
+    before = versions(web_store)
+    for pid in ("0190c0de-0000-7000-8000-000000000000", "bad id!"):
+        r = anon.post(f"/desk/patient/{pid}/visit", data={"csrf": me.csrf, "clinic": "x"})
+        assert r.status_code == 404 and "text/html" in r.headers["content-type"], pid
+    assert versions(web_store) == before
+    # The unknown id was looked for and refused ("4": the unit's other steps with it), not
+    # failed ("8"); the malformed one was never looked for, so it leaves no event.
+    events = [e for e in audit_events(web_store) if e["subtype"][0]["code"] != "110122"]
+    assert {e["outcome"] for e in events} == {"4"}
+    assert [e["subtype"][0]["code"] for e in events].count("read") == 1

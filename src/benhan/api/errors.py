@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import traceback
 import uuid
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +26,9 @@ def install(app: FastAPI) -> None:
 
 
 async def _fhir_error(request: Request, exc: FhirError) -> Response:
+    page = _page_error(request)
+    if page is not None and exc.status in (403, 404, 410):  # a page the user cannot reach
+        return page(request, 404 if exc.status == 410 else exc.status)  # type: ignore[no-any-return]
     headers = None
     if exc.status == 401:
         # RFC 6750 §3: how to authenticate; invalid_token when a token was sent and refused.
@@ -33,9 +37,15 @@ async def _fhir_error(request: Request, exc: FhirError) -> Response:
     return fhir_json(exc.outcome(), exc.status, headers=headers)
 
 
-async def _http_error(request: Request, exc: HTTPException) -> Response:
+def _page_error(request: Request) -> Any:
+    """The readable error page for paths people open in a browser; None on the API."""
     page = getattr(request.app.state, "html_error", None)
-    if page is not None and not request.url.path.startswith("/fhir"):
+    return None if request.url.path.startswith("/fhir") else page
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    page = _page_error(request)
+    if page is not None:
         return page(request, exc.status_code)  # type: ignore[no-any-return]
     code = {404: "not-found", 405: "not-supported", 413: "too-costly"}.get(
         exc.status_code, "processing"

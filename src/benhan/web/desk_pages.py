@@ -48,7 +48,7 @@ from benhan.emr.registration import (
 )
 from benhan.fhir import systems as sy
 from benhan.fhir.definitions import Resource
-from benhan.fhir.outcome import FhirError
+from benhan.fhir.outcome import FhirError, not_found
 from benhan.store.repository import Repo
 from benhan.store.unit import unit
 from benhan.web.forms import FHIR_ID, Field, Message, guard, guard_post, page, store_of
@@ -120,38 +120,35 @@ def desk_unit(
 ) -> Iterator[tuple[Repo, FacilityRefs]]:
     """A unit of work with the user's facility, or a page saying the facility is not set up.
 
-    A page error (404) raised in a read unit leaves it normally, so that the audit trail keeps
-    the repository's own outcome rather than a server failure; in a write unit it rolls back.
+    A refusal of the repository (403, 404, 410) leaves the unit as it recorded it in the audit
+    trail, then becomes the 404 page: a page never says what exists beyond the user's reach.
     """
     pending: HTTPException | None = None
-    with unit(store_of(request), s.actor, write=write) as repo:
-        refs = facility_refs(repo)
-        if refs is None:
-            pending = HTTPException(409, "facility")
-        else:
-            try:
-                yield repo, refs
-            except HTTPException as exc:
-                if write:
-                    raise
-                pending = exc
-    if pending is not None:
-        raise pending
-
-
-def check_id(value: str) -> str:
-    if not FHIR_ID.match(value):
-        raise HTTPException(404)
-    return value
-
-
-def read_or_404(repo: Repo, rtype: str, rid: str) -> Resource:
     try:
-        return repo.read(rtype, check_id(rid)).resource
+        with unit(store_of(request), s.actor, write=write) as repo:
+            refs = facility_refs(repo)
+            if refs is None:
+                pending = HTTPException(409, "facility")
+            else:
+                yield repo, refs
     except FhirError as exc:
         if exc.status in (403, 404, 410):
             raise HTTPException(404) from None
         raise
+    if pending is not None:
+        raise pending
+
+
+def check_id(value: str, rtype: str = "Resource") -> str:
+    """A well-formed id, or a not-found the repository's way (desk_unit and the page error
+    handler turn it into the 404 page; the audit trail records a 404, not a failure)."""
+    if not FHIR_ID.match(value):
+        raise not_found(rtype, value[:64])
+    return value
+
+
+def read_or_404(repo: Repo, rtype: str, rid: str) -> Resource:
+    return repo.read(rtype, check_id(rid, rtype)).resource
 
 
 # ---- search ---------------------------------------------------------------------------------

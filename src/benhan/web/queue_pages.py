@@ -16,6 +16,7 @@ from benhan.emr import queue
 from benhan.emr.clinics import Clinic
 from benhan.emr.model import FacilityRefs, local_now
 from benhan.emr.queue import Stats
+from benhan.fhir.outcome import not_found
 from benhan.store.repository import Repo
 from benhan.web.desk_pages import check_id, desk_unit, may_see_queue, read_or_404
 from benhan.web.forms import Field, guard, guard_post, page
@@ -88,7 +89,7 @@ def queue_overview(request: Request, day: str = "") -> Response:
 def _board(repo: Repo, refs: FacilityRefs, clinic_id: str) -> dict[str, Any]:
     room = clinic_list.clinic(repo, refs, check_id(clinic_id))
     if room is None:
-        raise HTTPException(404)
+        raise not_found("Location", clinic_id)
     visits = queue.clinic_day(repo, room.id, local_now().date())
     return {"clinic": room, "board": queue.board(visits)}
 
@@ -124,7 +125,7 @@ def queue_call(request: Request, clinic_id: str, csrf: Field = "") -> Response:
     with desk_unit(request, s, write=True) as (repo, refs):
         room = clinic_list.clinic(repo, refs, check_id(clinic_id))
         if room is None:
-            raise HTTPException(404)
+            raise not_found("Location", clinic_id)
         queue.call_next(repo, room.id, local_now().date())
     return _after_call(request, s, room.id)
 
@@ -138,8 +139,8 @@ def queue_recall(request: Request, encounter_id: str, csrf: Field = "") -> Respo
         visit = read_or_404(repo, "Encounter", encounter_id)
         clinic_id = queue.clinic_of(visit)
         room = clinic_list.clinic(repo, refs, clinic_id) if clinic_id else None
-        if room is None:
-            raise HTTPException(404)
+        if room is None:  # a visit of no clinic of this facility: nothing to call it to
+            raise not_found("Location", clinic_id or "")
         queue.recall(repo, visit["id"])
     return _after_call(request, s, room.id)
 
