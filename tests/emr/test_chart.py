@@ -255,6 +255,34 @@ def test_chart_gathers_allergies_problems_medicines_and_a_flagged_trend(
     ]
 
 
+def test_imaging_reports_show_with_their_conclusion_lab_reports_do_not(
+    store: Store, world: tuple[Place, str, list[str]]
+) -> None:
+    _where, pid, (v1, v2, _v3) = world
+    for eid, section, name, conclusion, when in (
+        (v1, "RAD", "Chụp X-quang ngực thẳng", "Không thấy tổn thương", day(300)),
+        (v2, "RAD", "Siêu âm ổ bụng", "Gan nhiễm mỡ độ I", day(200)),
+        (v2, "LAB", "Phiếu kết quả xét nghiệm", "", day(200)),
+    ):
+        report = {
+            "resourceType": "DiagnosticReport",
+            "status": "final",
+            "category": [{"coding": [{"system": sy.DIAG_SECTION, "code": section}]}],
+            "code": {"text": name},
+            "issued": stamp(when),
+            **_subject(pid, eid, stamp(when)),
+        }
+        if conclusion:
+            report["conclusion"] = conclusion
+        create(store, report)
+    c = read_chart(store, pid)
+    assert [(i.name, i.conclusion) for i in c.imaging] == [
+        ("Siêu âm ổ bụng", "Gan nhiễm mỡ độ I"),  # the latest first
+        ("Chụp X-quang ngực thẳng", "Không thấy tổn thương"),
+    ]
+    assert c.imaging[0].issued == day(200).date().isoformat()
+
+
 def test_vital_trends_flag_high_pressure_and_fever(
     store: Store, world: tuple[Place, str, list[str]]
 ) -> None:
@@ -490,7 +518,7 @@ def test_a_chart_with_five_years_of_history_costs_a_fixed_number_of_searches(
     visit(store, where, newcomer)
     with unit(store, clinician(facility=facility), write=False) as repo:
         chart(repo, newcomer, TODAY)
-    assert len(busy) == 11 and sorted(busy) == sorted(calls)  # one read, ten searches, for anyone
+    assert len(busy) == 12 and sorted(busy) == sorted(calls)  # one read, 11 searches, for anyone
     assert len(c.timeline.visits) == ch.PAGE and c.timeline.next_offset == ch.PAGE
     assert c.problems or c.results or c.vitals
     assert all(v.facility for v in c.timeline.visits)  # places come from _include, not a query each

@@ -92,6 +92,16 @@ def test_chart_shows_allergy_band_flags_and_sparkline(
     tc.lab(web_store, pid, eid, stamp(FROZEN - timedelta(days=20)), high / 3, "N")
     tc.lab(web_store, pid, eid, stamp(FROZEN), high, "H")
     tc.condition(web_store, pid, eid, "I10", "active", stamp(FROZEN))
+    imaging = {
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "category": [{"coding": [{"system": sy.DIAG_SECTION, "code": "RAD"}]}],
+        "code": {"text": "Chụp X-quang ngực thẳng"},
+        "subject": {"reference": f"Patient/{pid}"},
+        "issued": stamp(FROZEN),
+        "conclusion": "Bóng tim không to <b>",
+    }
+    create(web_store, imaging)
     sign_in("dd.binh", "nurse")
     r = anon.get(f"/chart/{pid}")
     assert r.status_code == 200, r.text
@@ -101,6 +111,7 @@ def test_chart_shows_allergy_band_flags_and_sparkline(
     assert '<svg class="spark"' in r.text and "<polyline points=" in r.text
     assert f"/print/visit/{eid}" in r.text and f"/print/prescription/{eid}" in r.text
     assert "I10" in r.text
+    assert "Chụp X-quang ngực thẳng</strong>: Bóng tim không to &lt;b&gt;" in r.text
     assert "style=" not in r.text and "<script>" not in r.text  # the CSP forbids both
 
 

@@ -23,6 +23,7 @@ from benhan.store.repository import Repo
 
 PAGE = 10  # encounters per timeline page
 OBSERVATIONS = 400  # most recent results and vital signs read for the chart (~50 visits)
+REPORTS = 30  # most recent reports read for the imaging list
 RECENT = 10  # completed prescriptions shown
 TREND = 8  # points kept per trend
 # Vital signs shown as trends, in this order (LOINC, as synth.care_vitals and the visit page write).
@@ -119,6 +120,16 @@ class Timeline:
 
 
 @dataclass(frozen=True)
+class Imaging:
+    """An imaging report (RAD) as the chart lists it."""
+
+    issued: str
+    name: str
+    conclusion: str
+    corrected: bool
+
+
+@dataclass(frozen=True)
 class Chart:
     person: Person
     allergies: tuple[Allergy, ...]
@@ -127,6 +138,7 @@ class Chart:
     recent_medicines: tuple[Medicine, ...]  # completed, most recent first
     results: tuple[Trend, ...]
     vitals: tuple[Trend, ...]
+    imaging: tuple[Imaging, ...]
     timeline: Timeline
 
 
@@ -325,12 +337,32 @@ def chart(repo: Repo, patient_id: str, today: date, offset: int = 0) -> Chart:
         recent_medicines=recent,
         results=trends(labs),
         vitals=vital_trends(vitals),
+        imaging=imaging(repo, patient_id),
         timeline=timeline(repo, patient_id, offset),
     )
 
 
 def _categories(res: Resource) -> list[str]:
     return [str(c.get("code")) for cat in res.get("category", []) for c in cat.get("coding", [])]
+
+
+def imaging(repo: Repo, patient_id: str) -> tuple[Imaging, ...]:
+    """The latest imaging reports with their conclusions (lab reports show as results)."""
+    found = search_all(
+        repo,
+        "DiagnosticReport",
+        [("patient", f"Patient/{patient_id}"), ("_sort", "-date"), ("_count", str(REPORTS))],
+    )
+    return tuple(
+        Imaging(
+            str(r.get("issued") or r.get("effectiveDateTime") or "")[:10],
+            concept_text(r.get("code")),
+            str(r.get("conclusion", "")),
+            r.get("status") == "corrected",
+        )
+        for r in found
+        if "RAD" in _categories(r)
+    )
 
 
 def allergies(repo: Repo, patient_id: str) -> tuple[Allergy, ...]:

@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from benhan.access import Role
@@ -455,9 +456,11 @@ def post_notes(
 
 @router.post("/visit/{encounter_id}/vitals", name="visit_vitals")
 async def post_vitals(request: Request, encounter_id: str) -> Response:
-    data = await request.form()
+    data = await request.form()  # the fields come from v.VITALS, not from a signature
     form = {x.name: str(data.get(x.name, "")) for x in v.VITALS}
-    return _submit(
+    # The database work in the thread pool, as for the plain `def` routes: never on the loop.
+    return await run_in_threadpool(
+        _submit,
         request,
         encounter_id,
         str(data.get("csrf", "")),
