@@ -23,7 +23,7 @@ HERE = "Encounter/this-visit"
 
 
 def drug(name: str, strength: str) -> Drug:
-    return next(d for d in v.drugs_by_key().values() if (d.name, d.strength) == (name, strength))
+    return next(d for d in rx.drugs_by_key().values() if (d.name, d.strength) == (name, strength))
 
 
 AMOXICILLIN = drug("Amoxicilin", "500mg")
@@ -40,14 +40,14 @@ def allergy(text: str, atc: str = "", rid: str = "a1") -> dict[str, Any]:
 
 
 def current(d: Drug, rid: str = "m1", **more: Any) -> dict[str, Any]:
-    res = v.medication_request(
+    res = rx.medication_request(
         v.Visit(
             {"id": "this-visit", "subject": {"reference": "Patient/p"}, "status": "in-progress"},
             {"display": "BS"},
             NOW,
         ),
         d,
-        v.Dosage(d.dose or 1, d.per_day or 1, d.days or 1, 10),  # type: ignore[arg-type]
+        rx.Dosage(d.dose or 1, d.per_day or 1, d.days or 1, 10),  # type: ignore[arg-type]
     )
     return {**res, "id": rid, **more}
 
@@ -125,11 +125,11 @@ def test_patient_context_reads_active_allergies_and_orders(store: Store) -> None
     with unit(store, me, write=True) as repo:
         vis = v.open_visit(repo, enc, {"display": "BS"}, NOW)
         v.record_allergy(repo, vis, v.parse_allergy({"substance": "Penicilin"}))
-        v.prescribe(
+        rx.prescribe(
             repo,
             vis,
             PARACETAMOL,
-            v.parse_dosage({"dose": "1", "per_day": "2", "days": "3"}),
+            rx.parse_dosage({"dose": "1", "per_day": "2", "days": "3"}),
             override=False,
             reason="",
         )
@@ -138,12 +138,12 @@ def test_patient_context_reads_active_allergies_and_orders(store: Store) -> None
         allergies, meds = rx.patient_context(repo, f"Patient/{pid}")
         assert [a["code"]["text"] for a in allergies] == ["Penicilin"]
         assert [m["medicationCodeableConcept"]["text"] for m in meds] == ["Paracetamol 500mg"]
-        with pytest.raises(v.Blocked) as exc:
-            v.prescribe(
+        with pytest.raises(rx.Blocked) as exc:
+            rx.prescribe(
                 repo,
                 vis,
                 AMOXICILLIN,
-                v.parse_dosage({"dose": "1", "per_day": "3", "days": "5"}),
+                rx.parse_dosage({"dose": "1", "per_day": "3", "days": "5"}),
                 override=False,
                 reason="",
             )

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from benhan.access import Actor, role
+from benhan.emr import closing as cl
 from benhan.emr import visit as v
 from benhan.emr.model import local_now, search_all
 from benhan.fhir import systems as sy
@@ -279,8 +280,8 @@ def test_closing_finishes_the_visit_and_the_note(
     _, _, enc = world
     write(store, enc, v.save_notes, v.parse_notes({"reason": "Sốt"}))
     write(store, enc, v.add_diagnosis, "J18.9", main=True, provisional=False)
-    closing = v.parse_closing({"disposition": "home", "advice": "Tái khám sau 5 ngày"})
-    assert write(store, enc, v.close_visit, closing) is None
+    plan = cl.parse_closing({"disposition": "home", "advice": "Tái khám sau 5 ngày"})
+    assert write(store, enc, cl.close_visit, plan) is None
     e = read_one(store, "Encounter", enc)
     assert e["status"] == "finished" and e["period"]["end"]
     assert codes(e["hospitalization"]["dischargeDisposition"]) == ["home"]
@@ -295,7 +296,7 @@ def test_closing_finishes_the_visit_and_the_note(
 def test_closing_needs_a_diagnosis(store: Store, world: tuple[Place, str, str]) -> None:
     _, _, enc = world
     with pytest.raises(v.VisitError) as exc:
-        write(store, enc, v.close_visit, v.parse_closing({"disposition": "home"}))
+        write(store, enc, cl.close_visit, cl.parse_closing({"disposition": "home"}))
     assert exc.value.problems[0].rule == "needs-diagnosis"
     assert read_one(store, "Encounter", enc)["status"] == "arrived"
 
@@ -305,7 +306,7 @@ def test_referral_carries_the_summary(store: Store, world: tuple[Place, str, str
     org = other_facility(store)
     cid = write(store, enc, v.add_diagnosis, "J18.9", main=True, provisional=False)
     form = {"disposition": "other-hcf", "referral_to": org}
-    rid = write(store, enc, v.close_visit, v.parse_closing(form))
+    rid = write(store, enc, cl.close_visit, cl.parse_closing(form))
     sr = read_one(store, "ServiceRequest", rid)
     assert_linked(sr, pid, enc)
     assert codes(sr["category"][0]) == ["3457005"]
@@ -328,8 +329,8 @@ def test_referral_to_an_unknown_facility_is_refused(
         write(
             store,
             enc,
-            v.close_visit,
-            v.parse_closing({"disposition": "other-hcf", "referral_to": org}),
+            cl.close_visit,
+            cl.parse_closing({"disposition": "other-hcf", "referral_to": org}),
         )
     assert [(p.field, p.rule) for p in exc.value.problems] == [("referral_to", "unknown-facility")]
     assert read_one(store, "Encounter", enc)["status"] == "arrived"

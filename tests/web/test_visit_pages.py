@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from benhan.access import Actor
 from benhan.emr.model import search_all
-from benhan.emr.visit import drug_key, drugs_by_key
+from benhan.emr.prescribing import drug_key, drugs_by_key
 from benhan.fhir import systems as sy
 from benhan.fhir.validation import check
 from benhan.store.database import Store

@@ -139,6 +139,11 @@ def _seen_at(encounter: Resource) -> str | None:
     )
 
 
+def codes_of(concept: dict[str, Any], system: str) -> list[str]:
+    """The codes of a CodeableConcept in one system."""
+    return [c["code"] for c in concept.get("coding", []) if c.get("system") == system]
+
+
 def queue_label(encounter: Resource) -> str:
     """The number printed on the ticket and shown on the board ("007")."""
     for ident in encounter.get("identifier", []):
@@ -210,6 +215,7 @@ __all__ = [
     "FacilityRefs",
     "QueueTimes",
     "called",
+    "codes_of",
     "display_name",
     "facility_refs",
     "finished",

@@ -1,4 +1,5 @@
-"""Checks before a prescription is saved: the patient's allergies and the medicines they take.
+"""Prescribing: a MedicationRequest from the drug catalogue and a dosage, and the checks before
+it is saved against the patient's allergies and the medicines they take.
 
 - allergy: an active AllergyIntolerance whose substance names one of the drug's ingredients, or
   its pharmacological class ("penicillin" → ATC J01C), or carries an ATC code the drug's ATC falls
@@ -17,15 +18,27 @@ who decided to go ahead, when and why.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from typing import Any, Literal
 
 from benhan.catalog.drugs import Drug, drugs
-from benhan.emr.model import parse_stamp, ref, search_all
+from benhan.catalog.fhir import route_coding
+from benhan.emr.model import codes_of, parse_stamp, ref, search_all
+from benhan.emr.visit import (
+    Problem,
+    Visit,
+    VisitError,
+    coding_of,
+    decimal_of,
+    raise_problems,
+)
 from benhan.fhir import systems as sy
 from benhan.fhir.definitions import Resource
+from benhan.fhir.outcome import FhirError, Issue
 from benhan.fhir.primitives import fold
 from benhan.store.repository import Repo
 
@@ -91,10 +104,6 @@ def _by_code() -> dict[str, Drug]:
     for d in drugs():
         out.setdefault(d.code, d)
     return out
-
-
-def codes_of(concept: dict[str, Any], system: str) -> list[str]:
-    return [c["code"] for c in concept.get("coding", []) if c.get("system") == system]
 
 
 def _current_drug(mr: Resource) -> tuple[list[str], str, str]:
@@ -217,13 +226,166 @@ def detected_issue(
     }
 
 
+class Blocked(FhirError):
+    """The prescription raised warnings the prescriber has not yet overridden."""
+
+    def __init__(self, alerts: list[Alert]) -> None:
+        super().__init__(409, Issue("business-rule", "cảnh báo kê đơn / prescribing alert"))
+        self.alerts = alerts
+
+
+# ---------------------------------------------------------------- prescriptions
+
+MAX_DOSE = Decimal(20)  # units per take
+MAX_PER_DAY = 12
+MAX_DAYS = 90  # the longest BHYT outpatient prescription for a chronic disease (TT 26/2025)
+MAX_QUANTITY = Decimal(1000)
+
+
+def drug_key(d: Drug) -> str:
+    """A catalogue line: MA_THUOC alone names the ingredient, not the strength or form."""
+    return f"{d.code}|{d.strength}|{d.form}|{d.route}"
+
+
+@cache
+def drugs_by_key() -> dict[str, Drug]:
+    return {drug_key(d): d for d in drugs()}
+
+
+@dataclass(frozen=True)
+class Dosage:
+    dose: Decimal
+    per_day: int
+    days: int
+    quantity: Decimal
+
+
+def _whole(value: str) -> int | None:
+    return int(value) if re.fullmatch(r"\d{1,4}", value.strip()) else None
+
+
+def parse_dosage(form: Mapping[str, str]) -> Dosage:
+    """Dose, times a day, days and quantity, each positive and sane; quantity computed if empty."""
+    problems: list[Problem] = []
+    dose = decimal_of(form.get("dose", ""))
+    if dose is None or not 0 < dose <= MAX_DOSE:
+        problems.append(Problem("dose", "dose-range", {"max": MAX_DOSE}))
+    per_day = _whole(form.get("per_day", ""))
+    if per_day is None or not 0 < per_day <= MAX_PER_DAY:
+        problems.append(Problem("per_day", "per-day-range", {"max": MAX_PER_DAY}))
+    days = _whole(form.get("days", ""))
+    if days is None or not 0 < days <= MAX_DAYS:
+        problems.append(Problem("days", "days-range", {"max": MAX_DAYS}))
+    raise_problems(problems)
+    assert dose is not None and per_day is not None and days is not None
+    needed = dose * per_day * days
+    typed = (form.get("quantity") or "").strip()
+    quantity = decimal_of(typed) if typed else needed
+    limit = min(MAX_QUANTITY, max(needed * 2, needed + 10))
+    if quantity is None or not 0 < quantity <= limit:
+        raise VisitError(Problem("quantity", "quantity-range", {"max": _plain(limit)}))
+    return Dosage(dose, per_day, days, quantity)
+
+
+def _plain(n: Decimal) -> str:
+    return format(n.normalize(), "f")
+
+
+def dosage_text(drug: Drug, d: Dosage) -> str:
+    """LIEU_DUNG as XML 130 writes it: `1 Viên/lần * 3 lần/ngày * 5 ngày`."""
+    return f"{_plain(d.dose)} {drug.unit}/lần * {d.per_day} lần/ngày * {d.days} ngày"
+
+
+def medication_request(visit: Visit, drug: Drug, d: Dosage) -> Resource:
+    coding = [coding_of(sy.DRUGS, drug.code, drug.name)]
+    if drug.atc:
+        coding.append({"system": sy.ATC, "code": drug.atc})
+    days = {"value": d.days, "unit": "d", "system": sy.UCUM, "code": "d"}
+    dosage: dict[str, Any] = {
+        "text": dosage_text(drug, d),
+        "timing": {
+            "repeat": {
+                "boundsDuration": days,
+                "frequency": d.per_day,
+                "period": 1,
+                "periodUnit": "d",
+            }
+        },
+        "doseAndRate": [{"doseQuantity": {"value": float(d.dose), "unit": drug.unit}}],
+    }
+    route = route_coding(drug)
+    if route:
+        dosage["route"] = {"coding": [route]}
+    return {
+        **visit.base("MedicationRequest"),
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {"coding": coding, "text": f"{drug.name} {drug.strength}"},
+        "authoredOn": visit.stamp,
+        "requester": visit.author,
+        "dosageInstruction": [dosage],
+        "dispenseRequest": {
+            "quantity": {"value": float(d.quantity), "unit": drug.unit},
+            "expectedSupplyDuration": days,
+        },
+    }
+
+
+def parse_drug(key: str) -> Drug:
+    drug = drugs_by_key().get(key.strip())
+    if drug is None:
+        raise VisitError(Problem("drug", "unknown-drug" if key.strip() else "required"))
+    return drug
+
+
+@dataclass(frozen=True)
+class Prescribed:
+    id: str
+    notes: list[Alert]  # same-class notes, shown once saved
+    overridden: list[Alert]
+
+
+def prescribe(
+    repo: Repo, visit: Visit, drug: Drug, d: Dosage, *, override: bool, reason: str
+) -> Prescribed:
+    """The MedicationRequest, unless allergy or duplicate warnings stand without an override."""
+    allergies, current = patient_context(repo, visit.patient)
+    alerts = check(drug, allergies, current, visit.when, visit.ref)
+    blocking = [a for a in alerts if a.blocking]
+    notes = [a for a in alerts if not a.blocking]
+    mr = medication_request(visit, drug, d)
+    if blocking:
+        if not override:
+            raise Blocked(alerts)
+        reason = reason.strip()
+        if not 5 <= len(reason) <= 500:
+            raise VisitError(Problem("override_reason", "override-reason"))
+        issue = detected_issue(blocking, visit.patient, visit.author, visit.stamp, reason)
+        mr["detectedIssue"] = [ref(f"DetectedIssue/{repo.create(issue).id}")]
+    return Prescribed(repo.create(mr).id, notes, blocking)
+
+
 __all__ = [
     "CLASSES",
+    "MAX_DAYS",
+    "MAX_DOSE",
+    "MAX_PER_DAY",
+    "MAX_QUANTITY",
     "Alert",
+    "Blocked",
+    "Dosage",
+    "Prescribed",
     "check",
     "detected_issue",
+    "dosage_text",
+    "drug_key",
+    "drugs_by_key",
     "ingredients",
+    "medication_request",
+    "parse_dosage",
+    "parse_drug",
     "patient_context",
+    "prescribe",
     "squash",
     "still_taken",
 ]

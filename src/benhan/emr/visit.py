@@ -18,15 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from functools import cache
 from typing import Any
 
-from benhan.catalog.drugs import Drug, drugs
-from benhan.catalog.fhir import route_coding, service_coding
+from benhan.catalog.fhir import service_coding
 from benhan.catalog.icd10 import lookup
 from benhan.catalog.services import Service, services
-from benhan.emr import prescribing
-from benhan.emr.model import finished, ref, search_all, seen, stamp
+from benhan.emr.model import codes_of, ref, search_all, seen, stamp
 from benhan.fhir import systems as sy
 from benhan.fhir.definitions import Resource
 from benhan.fhir.outcome import FhirError, Issue
@@ -58,14 +55,6 @@ class VisitError(FhirError):
         issues = [Issue("invalid", f"{p.field}: {p.rule}") for p in problems]
         super().__init__(status, *issues)
         self.problems = problems
-
-
-class Blocked(FhirError):
-    """The prescription raised warnings the prescriber has not yet overridden."""
-
-    def __init__(self, alerts: list[prescribing.Alert]) -> None:
-        super().__init__(409, Issue("business-rule", "cảnh báo kê đơn / prescribing alert"))
-        self.alerts = alerts
 
 
 @dataclass(frozen=True)
@@ -113,12 +102,12 @@ def open_visit(repo: Repo, encounter_id: str, author: dict[str, str], when: date
     return visit
 
 
-def _raise(problems: list[Problem]) -> None:
+def raise_problems(problems: list[Problem]) -> None:
     if problems:
         raise VisitError(*problems)
 
 
-def _text(
+def text_field(
     form: Mapping[str, str], name: str, problems: list[Problem], limit: int = MAX_TEXT
 ) -> str:
     value = (form.get(name) or "").strip()
@@ -127,7 +116,7 @@ def _text(
     return value
 
 
-def _decimal(value: str) -> Decimal | None:
+def decimal_of(value: str) -> Decimal | None:
     """A decimal as people type it ("37,5" or "37.5"), None when it is not one."""
     cleaned = value.strip().replace(",", ".")
     if not re.fullmatch(r"-?\d{1,6}(\.\d{1,3})?", cleaned):
@@ -182,7 +171,7 @@ def parse_vitals(form: Mapping[str, str]) -> dict[str, Decimal]:
         raw = (form.get(v.name) or "").strip()
         if not raw:
             continue
-        number = _decimal(raw)
+        number = decimal_of(raw)
         if number is None:
             problems.append(Problem(v.name, "not-a-number"))
         elif not v.low <= number <= v.high:
@@ -197,7 +186,7 @@ def parse_vitals(form: Mapping[str, str]) -> dict[str, Decimal]:
         problems.append(Problem("diastolic", "bp-order"))
     if not problems and not values:
         problems.append(Problem("vitals", "empty"))
-    _raise(problems)
+    raise_problems(problems)
     return values
 
 
@@ -205,12 +194,12 @@ def _quantity(value: Decimal, unit: str) -> dict[str, Any]:
     return {"value": float(value), "unit": unit, "system": sy.UCUM, "code": unit}
 
 
-def _coding(system: str, code: str, display: str) -> dict[str, str]:
+def coding_of(system: str, code: str, display: str) -> dict[str, str]:
     return {"system": system, "code": code, "display": display}
 
 
 def _vital(visit: Visit, codings: list[dict[str, str]]) -> Resource:
-    category = _coding(sy.OBSERVATION_CATEGORY, "vital-signs", "Vital Signs")
+    category = coding_of(sy.OBSERVATION_CATEGORY, "vital-signs", "Vital Signs")
     return {
         **visit.base("Observation"),
         "status": "final",
@@ -226,10 +215,10 @@ def vital_observations(visit: Visit, values: dict[str, Decimal]) -> list[Resourc
     out = []
     by_name = {v.name: v for v in VITALS}
     if "systolic" in values:
-        panel = _vital(visit, [_coding(sy.LOINC, *BP_PANEL)])
+        panel = _vital(visit, [coding_of(sy.LOINC, *BP_PANEL)])
         panel["component"] = [
             {
-                "code": {"coding": [_coding(sy.LOINC, v.loinc, v.display)]},
+                "code": {"coding": [coding_of(sy.LOINC, v.loinc, v.display)]},
                 "valueQuantity": _quantity(values[v.name], v.unit),
             }
             for v in (by_name["systolic"], by_name["diastolic"])
@@ -237,15 +226,15 @@ def vital_observations(visit: Visit, values: dict[str, Decimal]) -> list[Resourc
         out.append(panel)
     for v in VITALS[2:]:
         if v.name in values:
-            codings = [_coding(sy.LOINC, v.loinc, v.display)]
+            codings = [coding_of(sy.LOINC, v.loinc, v.display)]
             if v.name == "spo2":
-                codings.append(_coding(sy.LOINC, *SPO2_ALSO))
+                codings.append(coding_of(sy.LOINC, *SPO2_ALSO))
             obs = _vital(visit, codings)
             obs["valueQuantity"] = _quantity(values[v.name], v.unit)
             out.append(obs)
     if "weight" in values and "height" in values:
         bmi = values["weight"] / (values["height"] / 100) ** 2
-        obs = _vital(visit, [_coding(sy.LOINC, BMI[0], BMI[1])])
+        obs = _vital(visit, [coding_of(sy.LOINC, BMI[0], BMI[1])])
         obs["valueQuantity"] = _quantity(bmi.quantize(Decimal("0.1")), BMI[2])
         out.append(obs)
     return out
@@ -273,7 +262,7 @@ SECTIONS = (
     Section("plan", "51847-2", "Evaluation + Plan note", "Chẩn đoán và hướng xử trí"),
     Section("advice", "69730-0", "Instructions", "Lời dặn"),
 )
-NOTE_TYPE = _coding(sy.LOINC, "11488-4", "Consult note")
+NOTE_TYPE = coding_of(sy.LOINC, "11488-4", "Consult note")
 NOTE_FIELDS = ("reason", "history", "exam", "plan")  # "advice" is written when closing
 
 
@@ -291,10 +280,10 @@ def narrative_text(div: str) -> str:
 
 def parse_notes(form: Mapping[str, str]) -> dict[str, str]:
     problems: list[Problem] = []
-    texts = {name: _text(form, name, problems) for name in NOTE_FIELDS}
+    texts = {name: text_field(form, name, problems) for name in NOTE_FIELDS}
     if not texts["reason"]:
         problems.append(Problem("reason", "required"))
-    _raise(problems)
+    raise_problems(problems)
     return texts
 
 
@@ -313,7 +302,7 @@ def composition(visit: Visit, texts: dict[str, str], status: str) -> Resource:
     sections = [
         {
             "title": s.title,
-            "code": {"coding": [_coding(sy.LOINC, s.loinc, s.display)]},
+            "code": {"coding": [coding_of(sy.LOINC, s.loinc, s.display)]},
             "text": narrative(texts[s.name]),
         }
         for s in SECTIONS
@@ -335,7 +324,7 @@ def find_note(repo: Repo, visit: Visit) -> Resource | None:
     return found[0] if found else None
 
 
-def _write_note(repo: Repo, visit: Visit, texts: dict[str, str], status: str) -> str:
+def write_note(repo: Repo, visit: Visit, texts: dict[str, str], status: str) -> str:
     current = find_note(repo, visit)
     merged = {**note_texts(current), **texts}
     res = composition(visit, merged, status)
@@ -346,7 +335,7 @@ def _write_note(repo: Repo, visit: Visit, texts: dict[str, str], status: str) ->
 
 def save_notes(repo: Repo, visit: Visit, texts: dict[str, str]) -> str:
     """The visit's note (preliminary until closing) and the Encounter's reason, as typed."""
-    note = _write_note(repo, visit, texts, "preliminary")
+    note = write_note(repo, visit, texts, "preliminary")
     enc = {**visit.encounter, "reasonCode": [{"text": texts["reason"]}]}
     repo.update("Encounter", visit.id, enc)
     return note
@@ -359,8 +348,8 @@ def _role(rank: int) -> dict[str, Any]:
     # The main diagnosis is the one the visit is billed and reported under (XML 130 MA_BENH_CHINH);
     # the others accompany it (MA_BENH_KT).
     if rank == 1:
-        return {"coding": [_coding(DIAGNOSIS_ROLE, "DD", "Discharge diagnosis")]}
-    return {"coding": [_coding(DIAGNOSIS_ROLE, "CM", "Comorbidity diagnosis")]}
+        return {"coding": [coding_of(DIAGNOSIS_ROLE, "DD", "Discharge diagnosis")]}
+    return {"coding": [coding_of(DIAGNOSIS_ROLE, "CM", "Comorbidity diagnosis")]}
 
 
 def ranked(diagnoses: list[Resource]) -> list[Resource]:
@@ -373,13 +362,13 @@ def ranked(diagnoses: list[Resource]) -> list[Resource]:
 def icd_coding(code: str) -> dict[str, str]:
     entry = lookup(code)
     assert entry is not None
-    return _coding(sy.ICD10_VN, entry.code, entry.name_vi)
+    return coding_of(sy.ICD10_VN, entry.code, entry.name_vi)
 
 
 def condition(visit: Visit, code: str, provisional: bool) -> Resource:
     verification = "provisional" if provisional else "confirmed"
     coding = icd_coding(code)
-    category = _coding(sy.CONDITION_CATEGORY, "encounter-diagnosis", "Encounter Diagnosis")
+    category = coding_of(sy.CONDITION_CATEGORY, "encounter-diagnosis", "Encounter Diagnosis")
     return {
         **visit.base("Condition"),
         "clinicalStatus": {"coding": [{"system": sy.CONDITION_CLINICAL, "code": "active"}]},
@@ -433,7 +422,7 @@ def remove_diagnosis(repo: Repo, visit: Visit, condition_id: str) -> None:
 
 
 def codes_of_condition(cond: Resource) -> list[str]:
-    return prescribing.codes_of(cond.get("code") or {}, sy.ICD10_VN)
+    return codes_of(cond.get("code") or {}, sy.ICD10_VN)
 
 
 def diagnoses(repo: Repo, visit: Visit) -> list[Resource]:
@@ -454,10 +443,10 @@ def in_rank_order(encounter: Resource, conditions: list[Resource]) -> list[Resou
 
 
 ORDER_KINDS = {
-    "lab": _coding(sy.SNOMED, "108252007", "Laboratory procedure"),
-    "imaging": _coding(sy.SNOMED, "363679005", "Imaging"),
+    "lab": coding_of(sy.SNOMED, "108252007", "Laboratory procedure"),
+    "imaging": coding_of(sy.SNOMED, "363679005", "Imaging"),
 }
-REFERRAL = _coding(sy.SNOMED, "3457005", "Patient referral")
+REFERRAL = coding_of(sy.SNOMED, "3457005", "Patient referral")
 
 
 def parse_service(code: str) -> Service:
@@ -491,139 +480,6 @@ def place_order(repo: Repo, visit: Visit, s: Service) -> str:
     return repo.create(service_request(visit, s)).id
 
 
-# ---------------------------------------------------------------- prescriptions
-
-MAX_DOSE = Decimal(20)  # units per take
-MAX_PER_DAY = 12
-MAX_DAYS = 90  # the longest BHYT outpatient prescription for a chronic disease (TT 26/2025)
-MAX_QUANTITY = Decimal(1000)
-
-
-def drug_key(d: Drug) -> str:
-    """A catalogue line: MA_THUOC alone names the ingredient, not the strength or form."""
-    return f"{d.code}|{d.strength}|{d.form}|{d.route}"
-
-
-@cache
-def drugs_by_key() -> dict[str, Drug]:
-    return {drug_key(d): d for d in drugs()}
-
-
-@dataclass(frozen=True)
-class Dosage:
-    dose: Decimal
-    per_day: int
-    days: int
-    quantity: Decimal
-
-
-def _whole(value: str) -> int | None:
-    return int(value) if re.fullmatch(r"\d{1,4}", value.strip()) else None
-
-
-def parse_dosage(form: Mapping[str, str]) -> Dosage:
-    """Dose, times a day, days and quantity, each positive and sane; quantity computed if empty."""
-    problems: list[Problem] = []
-    dose = _decimal(form.get("dose", ""))
-    if dose is None or not 0 < dose <= MAX_DOSE:
-        problems.append(Problem("dose", "dose-range", {"max": MAX_DOSE}))
-    per_day = _whole(form.get("per_day", ""))
-    if per_day is None or not 0 < per_day <= MAX_PER_DAY:
-        problems.append(Problem("per_day", "per-day-range", {"max": MAX_PER_DAY}))
-    days = _whole(form.get("days", ""))
-    if days is None or not 0 < days <= MAX_DAYS:
-        problems.append(Problem("days", "days-range", {"max": MAX_DAYS}))
-    _raise(problems)
-    assert dose is not None and per_day is not None and days is not None
-    needed = dose * per_day * days
-    typed = (form.get("quantity") or "").strip()
-    quantity = _decimal(typed) if typed else needed
-    limit = min(MAX_QUANTITY, max(needed * 2, needed + 10))
-    if quantity is None or not 0 < quantity <= limit:
-        raise VisitError(Problem("quantity", "quantity-range", {"max": _plain(limit)}))
-    return Dosage(dose, per_day, days, quantity)
-
-
-def _plain(n: Decimal) -> str:
-    return format(n.normalize(), "f")
-
-
-def dosage_text(drug: Drug, d: Dosage) -> str:
-    """LIEU_DUNG as XML 130 writes it: `1 Viên/lần * 3 lần/ngày * 5 ngày`."""
-    return f"{_plain(d.dose)} {drug.unit}/lần * {d.per_day} lần/ngày * {d.days} ngày"
-
-
-def medication_request(visit: Visit, drug: Drug, d: Dosage) -> Resource:
-    coding = [_coding(sy.DRUGS, drug.code, drug.name)]
-    if drug.atc:
-        coding.append({"system": sy.ATC, "code": drug.atc})
-    days = {"value": d.days, "unit": "d", "system": sy.UCUM, "code": "d"}
-    dosage: dict[str, Any] = {
-        "text": dosage_text(drug, d),
-        "timing": {
-            "repeat": {
-                "boundsDuration": days,
-                "frequency": d.per_day,
-                "period": 1,
-                "periodUnit": "d",
-            }
-        },
-        "doseAndRate": [{"doseQuantity": {"value": float(d.dose), "unit": drug.unit}}],
-    }
-    route = route_coding(drug)
-    if route:
-        dosage["route"] = {"coding": [route]}
-    return {
-        **visit.base("MedicationRequest"),
-        "status": "active",
-        "intent": "order",
-        "medicationCodeableConcept": {"coding": coding, "text": f"{drug.name} {drug.strength}"},
-        "authoredOn": visit.stamp,
-        "requester": visit.author,
-        "dosageInstruction": [dosage],
-        "dispenseRequest": {
-            "quantity": {"value": float(d.quantity), "unit": drug.unit},
-            "expectedSupplyDuration": days,
-        },
-    }
-
-
-def parse_drug(key: str) -> Drug:
-    drug = drugs_by_key().get(key.strip())
-    if drug is None:
-        raise VisitError(Problem("drug", "unknown-drug" if key.strip() else "required"))
-    return drug
-
-
-@dataclass(frozen=True)
-class Prescribed:
-    id: str
-    notes: list[prescribing.Alert]  # same-class notes, shown once saved
-    overridden: list[prescribing.Alert]
-
-
-def prescribe(
-    repo: Repo, visit: Visit, drug: Drug, d: Dosage, *, override: bool, reason: str
-) -> Prescribed:
-    """The MedicationRequest, unless allergy or duplicate warnings stand without an override."""
-    allergies, current = prescribing.patient_context(repo, visit.patient)
-    alerts = prescribing.check(drug, allergies, current, visit.when, visit.ref)
-    blocking = [a for a in alerts if a.blocking]
-    notes = [a for a in alerts if not a.blocking]
-    mr = medication_request(visit, drug, d)
-    if blocking:
-        if not override:
-            raise Blocked(alerts)
-        reason = reason.strip()
-        if not 5 <= len(reason) <= 500:
-            raise VisitError(Problem("override_reason", "override-reason"))
-        issue = prescribing.detected_issue(
-            blocking, visit.patient, visit.author, visit.stamp, reason
-        )
-        mr["detectedIssue"] = [ref(f"DetectedIssue/{repo.create(issue).id}")]
-    return Prescribed(repo.create(mr).id, notes, blocking)
-
-
 # ---------------------------------------------------------------- allergies
 
 # Drug classes a nurse can pick for an allergy, with the ATC group they stand for.
@@ -649,7 +505,7 @@ class AllergyInput:
 
 def parse_allergy(form: Mapping[str, str]) -> AllergyInput:
     problems: list[Problem] = []
-    substance = _text(form, "substance", problems, 200)
+    substance = text_field(form, "substance", problems, 200)
     if not substance:
         problems.append(Problem("substance", "required"))
     atc = (form.get("atc") or "").strip()
@@ -658,8 +514,8 @@ def parse_allergy(form: Mapping[str, str]) -> AllergyInput:
     criticality = (form.get("criticality") or "").strip()
     if criticality and criticality not in CRITICALITY:
         problems.append(Problem("criticality", "unknown-choice"))
-    reaction = _text(form, "reaction", problems, 500)
-    _raise(problems)
+    reaction = text_field(form, "reaction", problems, 500)
+    raise_problems(problems)
     return AllergyInput(substance, atc, criticality, reaction)
 
 
@@ -688,136 +544,6 @@ def allergy(visit: Visit, a: AllergyInput) -> Resource:
 
 def record_allergy(repo: Repo, visit: Visit, a: AllergyInput) -> str:
     return repo.create(allergy(visit, a)).id
-
-
-# ---------------------------------------------------------------- closing and referral
-
-# http://terminology.hl7.org/CodeSystem/discharge-disposition; R4 has no "admitted to this
-# facility", so admission is "oth" with the words in text.
-DISPOSITIONS = {
-    "home": ("Home", "Về nhà"),
-    "other-hcf": ("Other healthcare facility", "Chuyển tuyến"),
-    "oth": ("Other", "Nhập viện điều trị nội trú"),
-    "aadvice": ("Left against advice", "Tự bỏ về / xin về"),
-    "exp": ("Expired", "Tử vong"),
-}
-
-
-@dataclass(frozen=True)
-class Closing:
-    disposition: str
-    advice: str
-    referral_to: str  # Organization id, for "other-hcf"
-    summary: str
-
-
-def parse_closing(form: Mapping[str, str]) -> Closing:
-    problems: list[Problem] = []
-    disposition = (form.get("disposition") or "").strip()
-    if disposition not in DISPOSITIONS:
-        problems.append(Problem("disposition", "unknown-choice"))
-    advice = _text(form, "advice", problems)
-    summary = _text(form, "summary", problems)
-    target = (form.get("referral_to") or "").strip()
-    if disposition == "other-hcf" and not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", target):
-        problems.append(Problem("referral_to", "unknown-facility" if target else "required"))
-    _raise(problems)
-    return Closing(disposition, advice, target if disposition == "other-hcf" else "", summary)
-
-
-def referral_target(repo: Repo, org_id: str) -> Resource:
-    """A facility of the registry other than the user's own, else VisitError."""
-    try:
-        org = repo.read("Organization", org_id).resource
-    except FhirError as exc:
-        if exc.status in (404, 410):
-            raise VisitError(Problem("referral_to", "unknown-facility")) from None
-        raise
-    codes = [i.get("value") for i in org.get("identifier", []) if i.get("system") == sy.MA_CSKCB]
-    if not codes or repo.facility in codes:
-        raise VisitError(Problem("referral_to", "unknown-facility"))
-    return org
-
-
-def close_visit(repo: Repo, visit: Visit, c: Closing) -> str | None:
-    """Encounter finished with its disposition, the note final, and the referral if any; the
-    referral's id."""
-    conditions = diagnoses(repo, visit)
-    if not conditions:
-        raise VisitError(Problem("diagnosis", "needs-diagnosis"))
-    referral = None
-    if c.disposition == "other-hcf":
-        org = referral_target(repo, c.referral_to)
-        summary = c.summary or summarise(repo, visit, conditions)
-        referral = repo.create(referral_request(visit, org, conditions, summary)).id
-    display, text = DISPOSITIONS[c.disposition]
-    enc = finished(visit.encounter, visit.when)
-    disposition = {
-        "coding": [_coding(sy.DISCHARGE_DISPOSITION, c.disposition, display)],
-        "text": text,
-    }
-    enc["hospitalization"] = {**enc.get("hospitalization", {}), "dischargeDisposition": disposition}
-    repo.update("Encounter", visit.id, enc)
-    _write_note(repo, visit, {"advice": c.advice} if c.advice else {}, "final")
-    return referral
-
-
-def referral_request(
-    visit: Visit, org: Resource, conditions: list[Resource], summary: str
-) -> Resource:
-    main = conditions[0]
-    return {
-        **visit.base("ServiceRequest"),
-        "status": "active",
-        "intent": "order",
-        "category": [{"coding": [REFERRAL]}],
-        "code": {"coding": [REFERRAL], "text": "Chuyển tuyến"},
-        "authoredOn": visit.stamp,
-        "requester": visit.author,
-        "performer": [{"reference": f"Organization/{org['id']}", "display": org.get("name", "")}],
-        "reasonCode": [main["code"]],
-        "reasonReference": [ref(f"Condition/{main['id']}")],
-        "supportingInfo": [ref(f"Condition/{c['id']}") for c in conditions],
-        "note": [{"text": summary}],
-    }
-
-
-def summarise(repo: Repo, visit: Visit, conditions: list[Resource]) -> str:
-    """The referral letter's summary: diagnoses, results, treatment given (Vietnamese, as sent)."""
-    lines = ["Chẩn đoán: " + "; ".join(condition_label(c) for c in conditions)]
-    obs = search_all(
-        repo,
-        "Observation",
-        [("encounter", visit.ref), ("category", "laboratory"), ("_count", "50")],
-    )
-    results = [r for r in (result_label(o) for o in obs) if r]
-    if results:
-        lines.append("Kết quả cận lâm sàng: " + "; ".join(results))
-    meds = search_all(repo, "MedicationRequest", [("encounter", visit.ref), ("_count", "50")])
-    given = [medication_label(m) for m in meds if m.get("status") == "active"]
-    lines.append("Điều trị: " + ("; ".join(given) if given else "chưa dùng thuốc"))
-    return "\n".join(lines)
-
-
-def condition_label(c: Resource) -> str:
-    coding: dict[str, str] = next(iter((c.get("code") or {}).get("coding", [])), {})
-    return f"{coding.get('code', '')} {coding.get('display', '')}".strip()
-
-
-def medication_label(m: Resource) -> str:
-    name = (m.get("medicationCodeableConcept") or {}).get("text", "")
-    dose = next((d.get("text", "") for d in m.get("dosageInstruction", [])), "")
-    return f"{name}, {dose}" if dose else name
-
-
-def result_label(o: Resource) -> str:
-    name = (o.get("code") or {}).get("text", "")
-    q = o.get("valueQuantity")
-    value = f"{q.get('value')} {q.get('unit', '')}".strip() if q else o.get("valueString", "")
-    flag = next(
-        (c.get("code", "") for i in o.get("interpretation", []) for c in i.get("coding", [])), ""
-    )
-    return f"{name} {value}{f' ({flag})' if flag and flag != 'N' else ''}".strip() if value else ""
 
 
 # ---------------------------------------------------------------- the page's read
@@ -892,23 +618,23 @@ def start(repo: Repo, encounter: Resource, practitioner: str | None, when: datet
 
 __all__ = [
     "ALLERGY_CLASSES",
-    "DISPOSITIONS",
     "SECTIONS",
     "VITALS",
-    "Blocked",
     "Problem",
     "Visit",
     "VisitError",
     "VisitView",
     "add_diagnosis",
     "author_of",
-    "close_visit",
+    "coding_of",
     "load",
     "open_visit",
     "place_order",
-    "prescribe",
+    "raise_problems",
     "record_allergy",
     "record_vitals",
     "save_notes",
     "start",
+    "text_field",
+    "write_note",
 ]

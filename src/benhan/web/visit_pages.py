@@ -21,6 +21,8 @@ from benhan.access import Role
 from benhan.catalog.drugs import Drug
 from benhan.catalog.icd10 import search as icd10_search
 from benhan.catalog.services import Service, services
+from benhan.emr import closing
+from benhan.emr import prescribing as rx
 from benhan.emr import visit as v
 from benhan.emr.model import display_name, local_now, queue_label, queue_times, search_all
 from benhan.emr.prescribing import Alert, squash
@@ -124,7 +126,13 @@ def visit_search(request: Request, encounter_id: str, kind: str) -> Response:
     text = request.query_params.get(SEARCHES[kind], "")[:100]
     with unit(store_of(request), s.actor, write=False) as repo:
         found = _search(repo, kind, text)
-    ctx = {"kind": kind, "items": found, "q": text, "eid": encounter_id, "drug_key": v.drug_key}
+    ctx = {
+        "kind": kind,
+        "items": found,
+        "q": text,
+        "eid": encounter_id,
+        "drug_key": rx.drug_key,
+    }
     return page(request, "partials/visit_results.html", ctx)
 
 
@@ -175,7 +183,7 @@ def _search(repo: Repo, kind: str, text: str) -> list[Any]:
             text, [x for x in services().values() if x.kind in v.ORDER_KINDS], _service_words
         )
     if kind == "drug":
-        return _match(text, list(v.drugs_by_key().values()), _drug_words)
+        return _match(text, list(rx.drugs_by_key().values()), _drug_words)
     return _facilities(repo, text)
 
 
@@ -229,7 +237,7 @@ def _context(
     forms = _forms(request, view)
     if focus and outcome.form:
         forms[focus] = {**forms[focus], **outcome.form}
-    chosen = v.drugs_by_key().get(forms["prescriptions"].get("drug", ""))
+    chosen = rx.drugs_by_key().get(forms["prescriptions"].get("drug", ""))
     return {
         "view": view,
         "eid": view.encounter["id"],
@@ -251,10 +259,10 @@ def _context(
         "prescriptions": [_prescription_row(m) for m in view.prescriptions],
         "allergies": [_allergy_row(a) for a in view.allergies],
         "allergy_classes": v.ALLERGY_CLASSES,
-        "dispositions": v.DISPOSITIONS,
+        "dispositions": closing.DISPOSITIONS,
         "referral": view.referrals[0] if view.referrals else None,
         "disposition": _disposition(view.encounter),
-        "drug_key": v.drug_key,
+        "drug_key": rx.drug_key,
     }
 
 
@@ -263,7 +271,7 @@ def _forms(request: Request, view: v.VisitView) -> dict[str, dict[str, str]]:
     forms: dict[str, dict[str, str]] = {name: {} for name in SECTIONS}
     forms["notes"] = {k: t for k, t in v.note_texts(view.note).items() if k in v.NOTE_FIELDS}
     key = request.query_params.get("drug", "")
-    drug = v.drugs_by_key().get(key)
+    drug = rx.drugs_by_key().get(key)
     if drug is not None:
         forms["prescriptions"] = {
             "drug": key,
@@ -353,7 +361,7 @@ def _order_row(o: Resource, view: v.VisitView) -> dict[str, Any]:
     reports = [r for r in view.reports if me in [b.get("reference") for b in r.get("basedOn", [])]]
     in_reports = {x["reference"] for r in reports for x in r.get("result", [])}
     results = [
-        v.result_label(obs)
+        closing.result_label(obs)
         for obs in view.labs
         if f"Observation/{obs['id']}" in in_reports
         or me in [b.get("reference") for b in obs.get("basedOn", [])]
@@ -417,7 +425,7 @@ def _submit(
     except v.VisitError as exc:
         problems = {p.field: Message(RULES[p.rule], p.values) for p in exc.problems}
         return _render(request, s, encounter_id, section, Outcome(form, problems), exc.status)
-    except v.Blocked as exc:
+    except rx.Blocked as exc:
         return _render(request, s, encounter_id, section, Outcome(form, alerts=exc.alerts), 409)
     except FhirError as exc:
         if exc.status in (404, 410):
@@ -538,9 +546,9 @@ def post_prescription(
     }
 
     def act(repo: Repo, visit: v.Visit) -> Outcome:
-        chosen = v.parse_drug(drug)
-        dosage = v.parse_dosage(form)
-        done = v.prescribe(
+        chosen = rx.parse_drug(drug)
+        dosage = rx.parse_dosage(form)
+        done = rx.prescribe(
             repo, visit, chosen, dosage, override=bool(override), reason=override_reason
         )
         return Outcome(alerts=done.notes)
@@ -591,7 +599,7 @@ def post_close(
         csrf,
         "close",
         form,
-        lambda repo, visit: _none(v.close_visit(repo, visit, v.parse_closing(form))),
+        lambda repo, visit: _none(closing.close_visit(repo, visit, closing.parse_closing(form))),
     )
 
 
