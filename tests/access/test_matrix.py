@@ -32,6 +32,7 @@ NAMED = ("pa", "pb", "pc", "ea", "eb", "oa", "ob", "oc", "org", "group", "claim"
 # What each role sees of the world's named resources (before any treatment relationship).
 VISIBLE: dict[str, set[str]] = {
     "registrar": {"pa", "ea", "org"},
+    "kiosk": {"pa", "ea", "org"},
     "nurse": {"pa", "ea", "oa", "org"},
     "doctor": {"pa", "ea", "oa", "org"},
     "lab-technician": {"pa", "ea", "oa", "org"},

@@ -152,6 +152,7 @@ def test_demo_accounts_one_per_human_role(store: Store) -> None:
     made = ensure_demo_accounts(store, "27001", "pt-1")
     assert [(u, r) for u, _, r in made] == [
         ("registrar", "registrar"),
+        ("kiosk", "kiosk"),
         ("nurse", "nurse"),
         ("doctor", "doctor"),
         ("lab-technician", "lab-technician"),
@@ -186,7 +187,7 @@ def test_demo_accounts_one_per_human_role(store: Store) -> None:
     with store.begin() as conn:
         rows = set(conn.execute(sa.select(account)))
         audited = conn.scalar(sa.select(sa.func.count()).where(resource.c.rtype == "AuditEvent"))
-    assert audited == 10
+    assert audited == 11
     assert ensure_demo_accounts(store, "27001", "pt-1") == made
     with store.begin() as conn:
         assert set(conn.execute(sa.select(account))) == rows
@@ -194,7 +195,7 @@ def test_demo_accounts_one_per_human_role(store: Store) -> None:
 
 def test_demo_accounts_without_a_patient(store: Store) -> None:
     made = ensure_demo_accounts(store, "27001", None)
-    assert "patient" not in [u for u, _, _ in made] and len(made) == 9
+    assert "patient" not in [u for u, _, _ in made] and len(made) == 10
 
 
 @pytest.mark.real_argon2

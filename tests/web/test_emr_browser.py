@@ -86,7 +86,7 @@ def test_kiosk_to_printed_visit(live: str, browser: Browser, web_store: Store) -
     errors: list[str] = []
 
     # 1. The kiosk: the QR text, her details to confirm, a clinic, the ticket.
-    kiosk = as_user(browser, live, web_store, "kiosk01", "registrar", errors)
+    kiosk = as_user(browser, live, web_store, "kiosk01", "kiosk", errors)
     kiosk.goto(f"{live}/kiosk")
     shot(kiosk, "01-kiosk-scan")
     kiosk.fill("#k-code", QR)

@@ -23,7 +23,7 @@ def here(web_store: Store, anon: TestClient) -> Place:
 
 @pytest.fixture
 def kiosk(sign_in: SignIn, here: Place) -> SignedIn:
-    return sign_in("kiosk.1", "registrar", display_name="Kiosk sảnh A")
+    return sign_in("kiosk.1", "kiosk", display_name="Kiosk sảnh A")
 
 
 def step(anon: TestClient, me: SignedIn, path: str, **fields: str) -> Any:
@@ -148,8 +148,8 @@ def test_an_unknown_clinic_goes_back_to_the_choice(
     assert count(web_store, "Patient") == 0 and count(web_store, "Encounter") == 0
 
 
-@pytest.mark.parametrize("role", ["nurse", "doctor", "lab-technician"])
-def test_only_a_registrar_account_runs_the_kiosk(
+@pytest.mark.parametrize("role", ["registrar", "nurse", "doctor", "lab-technician"])
+def test_only_a_kiosk_account_runs_the_kiosk(
     anon: TestClient, sign_in: SignIn, here: Place, role: str, web_store: Store
 ) -> None:
     me = sign_in("x.user", role)
@@ -165,3 +165,15 @@ def test_the_csrf_token_is_required(
     r = anon.post("/kiosk/ticket", data={"code": QR, "clinic": here.clinics[KHAM_NOI]})
     assert r.status_code == 403
     assert count(web_store, "Patient") == 0
+
+
+def test_the_kiosk_account_has_no_desk_to_list_people_from(
+    anon: TestClient, kiosk: SignedIn, here: Place, web_store: Store
+) -> None:
+    """A passer-by at the kiosk who types another address finds nobody's details."""
+    person(web_store)
+    assert anon.get("/desk").status_code == 403
+    r = anon.post("/desk/search", data={"csrf": kiosk.csrf, "q": "nguyen"})
+    assert r.status_code == 403 and "Nguyễn" not in r.text
+    for path in ("/worklist", "/results", "/privacy", "/accounts"):
+        assert anon.get(path).status_code == 403, path

@@ -107,6 +107,15 @@ ROLES: dict[str, Role] = {
                 },
             },
         ),
+        # The self-service kiosk's device account: finds a person by the card they hold, saves
+        # what the card says and issues a number; it has no desk, so it lists nobody.
+        _role(
+            "kiosk",
+            "Ki-ốt tự đăng ký",
+            "Self-service kiosk",
+            Reach.FACILITY,
+            {**_READ_DIR, "crus": {"Patient", "Encounter"}},
+        ),
         _role(
             "nurse",
             "Điều dưỡng",

@@ -17,6 +17,7 @@ QUALIFICATION = "http://terminology.hl7.org/CodeSystem/v2-0360"  # degree / lice
 DEMO_PASSWORD = "benhan-demo-2026"  # noqa: S105 (published on purpose: demo data only)
 FACILITY_ROLES = (
     "registrar",
+    "kiosk",
     "nurse",
     "doctor",
     "lab-technician",

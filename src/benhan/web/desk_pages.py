@@ -597,7 +597,8 @@ def issue_number(
 
 @router.get("/desk/ticket/{encounter_id}", name="ticket")
 def ticket(request: Request, encounter_id: str, kiosk: str = "") -> Response:
-    s = guard(request, may_view)
+    # The kiosk prints the tickets it issues: a ticket carries a number and a room, no name.
+    s = guard(request, lambda r: may_view(r) or r.code == "kiosk")
     if isinstance(s, Response):
         return s
     with desk_unit(request, s, write=False) as (repo, refs):
@@ -605,8 +606,8 @@ def ticket(request: Request, encounter_id: str, kiosk: str = "") -> Response:
         clinic_id = queue.clinic_of(visit)
         room = clinic_list.clinic(repo, refs, clinic_id) if clinic_id else None
         arrived = parse_stamp((visit.get("period") or {}).get("start"))
-        if room is None or arrived is None or not queue_label(visit):
-            raise HTTPException(404)
+        if room is None or arrived is None or not queue_label(visit):  # not a ticket of ours
+            raise not_found("Encounter", encounter_id)
         ahead = queue.people_ahead(queue.clinic_day(repo, room.id, arrived.date()), visit)
     ctx = {
         "facility": refs.name,
