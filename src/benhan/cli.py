@@ -35,10 +35,12 @@ console = Console(stderr=True)
 def _register_sub_apps() -> None:
     from benhan.auth.commands_accounts import accounts_app
     from benhan.auth.commands_oauth import clients_app, keys_app
+    from benhan.identity.commands import mpi_app
 
     app.add_typer(accounts_app, name="accounts")
     app.add_typer(clients_app, name="clients")
     app.add_typer(keys_app, name="keys")
+    app.add_typer(mpi_app, name="mpi")
 
 
 class CliError(typer.Exit):

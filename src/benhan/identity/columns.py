@@ -1,0 +1,134 @@
+"""Normalised records as numpy columns: every string value becomes an integer code (−1 = missing),
+so that comparing millions of pairs is array arithmetic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from benhan.identity.normalise import Person
+
+Codes = npt.NDArray[np.int32]
+Ints = npt.NDArray[np.int32]
+Bools = npt.NDArray[np.bool_]
+Floats = npt.NDArray[np.float64]
+ROLES_PRESENT = ("name", "birth", "sex", "cccd", "cmnd", "bhyt", "phone", "commune", "postcode",
+                 "address", "identifier")  # fmt: skip
+
+
+def encode(values: Sequence[str | None]) -> Codes:
+    """Integer codes, equal exactly where the values are equal; −1 for a missing value."""
+    return vocabulary(values)[0]
+
+
+def vocabulary(values: Sequence[str | None]) -> tuple[Codes, list[str]]:
+    """The codes, and the value of each code."""
+    seen: dict[str, int] = {}
+    codes = np.fromiter(
+        (seen.setdefault(v, len(seen)) if v else -1 for v in values),
+        dtype=np.int32,
+        count=len(values),
+    )
+    return codes, list(seen)
+
+
+def frequencies(codes: Codes) -> Floats:
+    """Each record's value frequency among the records holding a value (0 where missing)."""
+    present = codes >= 0
+    counts = np.bincount(codes[present]) if present.any() else np.zeros(0, np.int64)
+    out = np.zeros(len(codes), np.float64)
+    out[present] = counts[codes[present]] / max(int(present.sum()), 1)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """The columns the comparisons and blocking rules read; one row per record."""
+
+    ids: list[str]
+    name_acc: Codes  # accent-aware full name (tone placement ignored)
+    name_fold: Codes
+    name_sound: Codes  # consonant skeleton of each word: typos in vowels and tones vanish
+    family: Codes
+    middle: Codes  # the middle words joined; "" (no middle) is a value of its own
+    given: Codes
+    given_words: list[str]  # the folded given name of each code
+    given_first: list[str]  # "huong nguyen thi", for Jaro-Winkler
+    name_tf: Floats  # freq(family)·freq(middle)·freq(given): u of an exact match on this name
+    birth: Ints  # date ordinal, −1 missing
+    year: Ints
+    month: Ints
+    day: Ints
+    year_only: Bools  # year precision, or 01/01 (possibly year-only)
+    sex: Codes
+    cccd: Codes
+    cccd_values: list[str]  # the number of each code
+    cmnd: Codes
+    bhyt: Codes
+    phone: Codes
+    commune: Codes
+    postcode: Codes
+    address: Codes
+    identifier: Codes
+    present: frozenset[str]  # the roles at least one record has
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+_VOWELS = str.maketrans("", "", "aeiouy")
+
+
+def sound_key(folded: str) -> str:
+    """Each word's first letter and its consonants: "nguyen thi huong" → "ngn th hng"."""
+    return " ".join(w[0] + w[1:].translate(_VOWELS) for w in folded.split())
+
+
+def to_columns(people: Sequence[Person]) -> Columns:
+    def col(get: Callable[[Person], str | None]) -> Codes:
+        return encode([get(p) for p in people])
+
+    family = col(lambda p: p.name.family)
+    # "·" stands for "no middle name", which is a value of its own, not a missing one.
+    middle = encode([" ".join(p.name.middle) or "·" if p.name.given else None for p in people])
+    given, given_words = vocabulary([p.name.given for p in people])
+    cccd, cccd_values = vocabulary([p.cccd for p in people])
+    births = [p.birth for p in people]
+    ints: Callable[[list[int]], Ints] = lambda xs: np.asarray(xs, dtype=np.int32)  # noqa: E731
+    cols = Columns(
+        ids=[p.record_id for p in people],
+        name_acc=col(lambda p: p.name.accented),
+        name_fold=col(lambda p: p.name.folded),
+        name_sound=col(lambda p: sound_key(p.name.folded)),
+        family=family,
+        middle=middle,
+        given=given,
+        given_words=given_words,
+        given_first=[p.name.given_first for p in people],
+        name_tf=frequencies(family) * frequencies(middle) * frequencies(given),
+        birth=ints([b.value.toordinal() if b else -1 for b in births]),
+        year=ints([b.value.year if b else -1 for b in births]),
+        month=ints([b.value.month if b and b.precision == "day" else -1 for b in births]),
+        day=ints([b.value.day if b and b.precision == "day" else -1 for b in births]),
+        year_only=np.asarray([bool(b and b.maybe_year_only) for b in births], dtype=np.bool_),
+        sex=col(lambda p: p.sex),
+        cccd=cccd,
+        cccd_values=cccd_values,
+        cmnd=col(lambda p: p.cmnd),
+        bhyt=col(lambda p: p.bhyt),
+        phone=col(lambda p: p.phone),
+        commune=col(lambda p: p.commune),
+        postcode=col(lambda p: p.postcode),
+        address=col(lambda p: p.address),
+        identifier=col(lambda p: p.identifier),
+        present=frozenset(),
+    )
+    return replace(cols, present=frozenset(r for r in ROLES_PRESENT if _has(cols, r)))
+
+
+def _has(cols: Columns, role: str) -> bool:
+    arr = {"name": cols.name_fold, "birth": cols.birth}.get(role)
+    return bool(((getattr(cols, role) if arr is None else arr) >= 0).any())

@@ -1,0 +1,35 @@
+"""A small synthetic province as a CSV with its truth, shared by the identity tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from benhan.identity.fhir_csv import field_options, write_csv
+from benhan.identity.normalise import Person
+from benhan.identity.table import parse_field, read_table
+from benhan.synth.output import write_truth
+from benhan.synth.province import Province, SynthConfig, generate
+
+CONFIG = SynthConfig(seed=11, people=2000, years=1, private_clinics=3, random_outbreaks=0)
+
+
+@dataclass(frozen=True)
+class SynthCsv:
+    csv: Path
+    truth: Path
+    people: list[Person]
+
+
+@pytest.fixture(scope="session")
+def province_csv(tmp_path_factory: pytest.TempPathFactory) -> SynthCsv:
+    out = tmp_path_factory.mktemp("province")
+    province = Province(CONFIG, [])
+    patients = (res for _, res in generate(CONFIG, province) if res["resourceType"] == "Patient")
+    write_csv(patients, out / "patients.csv")
+    truth = write_truth(province, out / "truth")[0]
+    specs = [parse_field(f) for f in field_options()]
+    people = read_table(out / "patients.csv", "patient_id", specs).people
+    return SynthCsv(out / "patients.csv", truth, people)

@@ -1,0 +1,58 @@
+"""Training: u from random pairs, m by EM, the prior; term-frequency adjustment of names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benhan.identity import Linkage, explain, link
+from benhan.identity.compare import BIRTH, NAME
+from benhan.identity.evaluate import read_truth
+from benhan.identity.normalise import Person, parse_birth_date, parse_name
+
+from .conftest import SynthCsv
+
+
+@pytest.fixture(scope="module")
+def linked(province_csv: SynthCsv) -> Linkage:
+    pair = [  # a rare name and the commonest kind, each typed twice
+        Person("rare-a", parse_name("Nông Diệu Khuê"), parse_birth_date("1960-01-01")),
+        Person("rare-b", parse_name("Nong Dieu Khue"), parse_birth_date("1960-01-01")),
+        Person("nam-a", parse_name("Nguyễn Văn Nam"), parse_birth_date("1960-01-01")),
+        Person("nam-b", parse_name("Nguyen Van Nam"), parse_birth_date("1960-01-01")),
+    ]
+    return link([*province_csv.people, *pair])
+
+
+def test_em_converges_to_plausible_m_and_prior(linked: Linkage, province_csv: SynthCsv) -> None:
+    model = linked.model
+    assert model.em_converged
+    k_name, k_birth = model.comparisons.index(NAME), model.comparisons.index(BIRTH)
+    exact, other = NAME.labels.index("exact"), NAME.labels.index("else")
+    assert model.m[k_name][exact] > 0.5 > model.u[k_name][exact] * 100
+    assert model.m[k_name][other] < 0.05 < model.u[k_name][other]
+    assert model.m[k_birth][BIRTH.labels.index("exact")] > 0.8
+    truth = read_truth(province_csv.truth, "patient_id", "true_person_id")
+    people = [truth[p.record_id] for p in province_csv.people]
+    true_pairs = sum(k * (k - 1) // 2 for k in np.unique(people, return_counts=True)[1])
+    n = len(linked.cols)
+    assert 0.5 < model.prior / (true_pairs / (n * (n - 1) / 2)) < 2  # λ found, not assumed
+
+
+def test_rare_name_match_weighs_more_than_nguyen_van_nam(linked: Linkage) -> None:
+    ids = {rid: i for i, rid in enumerate(linked.cols.ids)}
+
+    def name_weight(a: str, b: str) -> float:
+        lines = explain(linked.model, linked.cols, ids[a], ids[b])
+        line = next(x for x in lines if x.comparison == "name")
+        assert line.level == "exact folded" and line.tf_adjusted
+        return line.weight
+
+    assert name_weight("rare-a", "rare-b") > name_weight("nam-a", "nam-b") + 3  # ≥ 8× the odds
+
+
+def test_model_saves_as_json(linked: Linkage) -> None:
+    doc = linked.model.to_json()
+    name = next(c for c in doc["comparisons"] if c["name"] == "name")
+    assert [lv["label"] for lv in name["levels"]] == list(NAME.labels[1:])
+    assert doc["em"]["converged"] is True
