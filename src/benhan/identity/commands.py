@@ -168,3 +168,33 @@ def fhir_csv(
     n = write_csv(patients_in(folder), out)
     console.print(f"{n:,} bệnh nhân / patients → {out}")
     console.print("--id patient_id " + " ".join(f"--field {f}" for f in field_options()))
+
+
+@mpi_app.command()
+def relink(
+    link_threshold: Annotated[float, typer.Option(help="tự động liên kết / auto-link")] = 0.99,
+    review_threshold: Annotated[float, typer.Option(help="cần xem xét / review")] = 0.80,
+) -> None:
+    """Liên kết lại mọi bệnh nhân / link every Patient of the repository anew (Person resources)."""
+    from benhan.config import Settings
+    from benhan.identity.persons import relink as run
+    from benhan.store.database import open_store
+
+    try:
+        th = Thresholds(link=link_threshold, review=review_threshold)
+    except ValueError as e:
+        raise _fail([str(e)]) from None
+    cfg = Settings.from_env()
+    store = open_store(cfg.database_url)
+    store.create_schema()
+    start = time.perf_counter()
+    with _steps() as step:
+        done = run(store, cfg.facility, thresholds=th, step=step)
+    store.dispose()
+    console.print(
+        f"{done.records:,} bệnh nhân / patients → {done.persons:,} người / persons "
+        f"(mới / new {done.created:,}, sửa / updated {done.updated:,}, giữ / unchanged "
+        f"{done.unchanged:,}, xoá / deleted {done.deleted:,}); cần xem xét / review queue "
+        f"{done.review:,}; xung đột / conflicts {done.conflicts:,}, liên kết bị từ chối / "
+        f"links refused {done.refused:,}; {time.perf_counter() - start:.1f} s"
+    )

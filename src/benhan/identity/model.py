@@ -106,10 +106,12 @@ def _em(
     """EM over the distinct comparison vectors with their counts, not over every pair (a
     million pairs hold a few thousand patterns). Only `active` comparisons count as evidence
     and have their m re-estimated; u stays fixed. Returns m, λ, iterations, converged."""
+    m, lam = [x.copy() for x in model.m], model.lambda_blocked
+    if not len(levels):  # nothing to learn from (a handful of records): keep the start
+        return m, lam, 0, True
     patterns, counts = np.unique(levels, axis=0, return_counts=True)
     counts = counts.astype(np.float64)
     ks = [k for k, on in enumerate(active) if on]
-    m, lam = [x.copy() for x in model.m], model.lambda_blocked
     weights = model.weights()
     for it in range(1, max_iter + 1):
         if update_m:

@@ -90,7 +90,7 @@ def read_table(path: Path, id_column: str, specs: Sequence[FieldSpec]) -> Table:
                 why = "trống / empty" if not rid else f"trùng / duplicate {rid!r}"
                 problems.append(f"{path}:{line}:{id_column}: mã {why}")
             seen.add(rid)
-            person = _person(rid, row, by_role, table, problems, f"{path}:{line}")
+            person = person_from_row(rid, row, by_role, table, problems, f"{path}:{line}")
             table.people.append(person)
             if len(problems) >= MAX_ERRORS:
                 break
@@ -99,7 +99,7 @@ def read_table(path: Path, id_column: str, specs: Sequence[FieldSpec]) -> Table:
     return table
 
 
-def _person(
+def person_from_row(
     rid: str,
     row: dict[str, str],
     by_role: dict[str, FieldSpec],
