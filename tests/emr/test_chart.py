@@ -19,6 +19,7 @@ from benhan.emr.visit_record import narrative_text, visit_record
 from benhan.emr.worklist import worklist
 from benhan.fhir import systems as sy
 from benhan.fhir.outcome import FhirError
+from benhan.identity.persons import relink
 from benhan.store.database import Store
 from benhan.store.repository import Repo
 from benhan.store.unit import unit
@@ -303,8 +304,8 @@ def test_the_timeline_pages(store: Store) -> None:
     pid = person(store)
     ids = [visit(store, where, pid, arrived=day(d), status="finished") for d in range(1, 13)]
     with unit(store, clinician(), write=False) as repo:
-        first = timeline(repo, pid, 0)
-        second = timeline(repo, pid, first.next_offset or 0)
+        first = timeline(repo, f"Patient/{pid}", 0)
+        second = timeline(repo, f"Patient/{pid}", first.next_offset or 0)
     assert len(first.visits) == ch.PAGE and first.next_offset == ch.PAGE
     assert [v.id for v in first.visits + second.visits] == ids  # newest (1 day ago) first
     assert len(second.visits) == 2 and second.next_offset is None
@@ -518,7 +519,32 @@ def test_a_chart_with_five_years_of_history_costs_a_fixed_number_of_searches(
     visit(store, where, newcomer)
     with unit(store, clinician(facility=facility), write=False) as repo:
         chart(repo, newcomer, TODAY)
-    assert len(busy) == 12 and sorted(busy) == sorted(calls)  # one read, 11 searches, for anyone
+    assert len(busy) == 13 and sorted(busy) == sorted(calls)  # one read, 12 searches, for anyone
     assert len(c.timeline.visits) == ch.PAGE and c.timeline.next_offset == ch.PAGE
     assert c.problems or c.results or c.vitals
     assert all(v.facility for v in c.timeline.visits)  # places come from _include, not a query each
+
+
+def test_the_chart_holds_every_facility_the_index_links_the_person_to(store: Store) -> None:
+    here = place(store)
+    there = place(store, OTHER_FACILITY, "Trạm Y tế xã Phù Chẩn")
+    pid = person(store)
+    elsewhere = person(store, name="Nguyen Thi Huong", facility=OTHER_FACILITY)  # same CCCD
+    visit(store, here, pid, arrived=day(0, hour=6))  # under way here: the doctor treats her
+    old = visit(store, there, elsewhere, arrived=day(40), status="finished")
+    result = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"system": sy.OBSERVATION_CATEGORY, "code": "laboratory"}]}],
+        "code": {"coding": [service_coding(LAB)], "text": LAB.name},
+        **_subject(elsewhere, old, stamp(day(40))),
+        "valueQuantity": {"value": 7.5, "unit": LAB.result_unit},
+    }
+    create(store, result, OTHER_FACILITY)
+    assert old not in [v.id for v in read_chart(store, pid).timeline.visits]
+
+    relink(store, "27000")  # the index finds one person in the two records
+    c = read_chart(store, pid)
+    (seen,) = [v for v in c.timeline.visits if v.id == old]
+    assert seen.facility == "Trạm Y tế xã Phù Chẩn"  # marked by where it happened
+    assert [p.value for t in c.results for p in t.points] == [7.5]

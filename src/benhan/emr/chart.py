@@ -317,28 +317,44 @@ def person(repo: Repo, patient: Resource, today: date) -> Person:
 # ---------------------------------------------------------------- the chart
 
 
+def linked(repo: Repo, patient_id: str) -> str:
+    """The patient and every Patient the provincial index links to them (Person.link), as one
+    `patient` search value: the chart then holds the records of every facility the user may
+    see, each marked by its facility (issue 6's longitudinal record)."""
+    ids = [patient_id]
+    for person in search_all(
+        repo, "Person", [("patient", f"Patient/{patient_id}"), ("_count", "20")]
+    ):
+        for link in person.get("link", []):
+            target = (link.get("target") or {}).get("reference", "")
+            if target.startswith("Patient/") and target[8:] not in ids:
+                ids.append(target[8:])
+    return ",".join(f"Patient/{i}" for i in ids)
+
+
 def chart(repo: Repo, patient_id: str, today: date, offset: int = 0) -> Chart:
-    """The chart in one read and ten searches; FhirError 404/410/403 when the patient is not
+    """The chart in one read and twelve searches; FhirError 404/410/403 when the patient is not
     there for this user to see."""
     patient = repo.read("Patient", patient_id).resource
+    patients = linked(repo, patient_id)
     observations = search_all(
         repo,
         "Observation",
-        [("patient", f"Patient/{patient_id}"), ("_sort", "-date"), ("_count", str(OBSERVATIONS))],
+        [("patient", patients), ("_sort", "-date"), ("_count", str(OBSERVATIONS))],
     )
     labs = [o for o in observations if "laboratory" in _categories(o)]
     vitals = [o for o in observations if "vital-signs" in _categories(o)]
-    active, recent = medicines(repo, patient_id)
+    active, recent = medicines(repo, patients)
     return Chart(
         person=person(repo, patient, today),
-        allergies=allergies(repo, patient_id),
-        problems=problems(repo, patient_id),
+        allergies=allergies(repo, patients),
+        problems=problems(repo, patients),
         medicines=active,
         recent_medicines=recent,
         results=trends(labs),
         vitals=vital_trends(vitals),
-        imaging=imaging(repo, patient_id),
-        timeline=timeline(repo, patient_id, offset),
+        imaging=imaging(repo, patients),
+        timeline=timeline(repo, patients, offset),
     )
 
 
@@ -346,12 +362,12 @@ def _categories(res: Resource) -> list[str]:
     return [str(c.get("code")) for cat in res.get("category", []) for c in cat.get("coding", [])]
 
 
-def imaging(repo: Repo, patient_id: str) -> tuple[Imaging, ...]:
+def imaging(repo: Repo, patients: str) -> tuple[Imaging, ...]:
     """The latest imaging reports with their conclusions (lab reports show as results)."""
     found = search_all(
         repo,
         "DiagnosticReport",
-        [("patient", f"Patient/{patient_id}"), ("_sort", "-date"), ("_count", str(REPORTS))],
+        [("patient", patients), ("_sort", "-date"), ("_count", str(REPORTS))],
     )
     return tuple(
         Imaging(
@@ -365,10 +381,8 @@ def imaging(repo: Repo, patient_id: str) -> tuple[Imaging, ...]:
     )
 
 
-def allergies(repo: Repo, patient_id: str) -> tuple[Allergy, ...]:
-    found = search_all(
-        repo, "AllergyIntolerance", [("patient", f"Patient/{patient_id}"), ("_count", "50")]
-    )
+def allergies(repo: Repo, patients: str) -> tuple[Allergy, ...]:
+    found = search_all(repo, "AllergyIntolerance", [("patient", patients), ("_count", "50")])
     out = []
     for a in found:
         clinical = _code_of(
@@ -391,12 +405,12 @@ def allergies(repo: Repo, patient_id: str) -> tuple[Allergy, ...]:
     return tuple(out)
 
 
-def problems(repo: Repo, patient_id: str) -> tuple[Problem, ...]:
+def problems(repo: Repo, patients: str) -> tuple[Problem, ...]:
     """Active conditions, one line per code (a chronic disease is recorded again at each visit)."""
     found = search_all(
         repo,
         "Condition",
-        [("patient", f"Patient/{patient_id}"), ("_sort", "-recorded-date"), ("_count", "200")],
+        [("patient", patients), ("_sort", "-recorded-date"), ("_count", "200")],
     )
     by_code: dict[str, list[Resource]] = {}
     for c in found:
@@ -444,9 +458,9 @@ def medicine(m: Resource) -> Medicine:
     )
 
 
-def medicines(repo: Repo, patient_id: str) -> tuple[tuple[Medicine, ...], tuple[Medicine, ...]]:
+def medicines(repo: Repo, patients: str) -> tuple[tuple[Medicine, ...], tuple[Medicine, ...]]:
     """The active prescriptions (few, whatever their age) and the last completed ones."""
-    subject = ("patient", f"Patient/{patient_id}")
+    subject = ("patient", patients)
     order = ("_sort", "-authoredon")
     active = search_all(
         repo, "MedicationRequest", [subject, ("status", "active"), order, ("_count", "50")]
@@ -579,13 +593,13 @@ def places(repo: Repo, encounters: list[Resource]) -> dict[str, Resource]:
     return by_ids(repo, "Location", refs) | by_ids(repo, "Organization", refs)
 
 
-def timeline(repo: Repo, patient_id: str, offset: int) -> Timeline:
+def timeline(repo: Repo, patients: str, offset: int) -> Timeline:
     """One page of the patient's encounters, newest first, with their places and diagnoses."""
     found, _, more = search_page(
         repo,
         "Encounter",
         [
-            ("patient", f"Patient/{patient_id}"),
+            ("patient", patients),
             ("_sort", "-date"),
             ("_count", str(PAGE)),
             ("_offset", str(offset)),

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from benhan.access import Role
 from benhan.emr import model
-from benhan.emr.chart import BP, PULSE, RESP, SPO2, TEMP, WEIGHT, Point, chart, timeline
+from benhan.emr.chart import BP, PULSE, RESP, SPO2, TEMP, WEIGHT, Point, chart, linked, timeline
 from benhan.emr.visit_record import visit_record
 from benhan.emr.worklist import PAGE as WORKLIST_PAGE
 from benhan.emr.worklist import worklist
@@ -197,7 +197,7 @@ def chart_visits(request: Request, patient_id: str) -> Response:
 
 def _timeline(repo: Repo, patient_id: str, offset: int) -> Any:
     repo.read("Patient", patient_id)  # 404 for an unknown or hidden patient, not an empty page
-    return timeline(repo, patient_id, offset)
+    return timeline(repo, linked(repo, patient_id), offset)
 
 
 # ---- printed pages -----------------------------------------------------------------------
