@@ -106,3 +106,35 @@ def test_a_cluster_that_falls_apart_loses_its_person(store: Store) -> None:
     done = relink(store, "27000")
     assert (done.persons, done.deleted) == (0, 1)
     assert persons(store) == []
+
+
+def test_everything_gathers_every_linked_record_and_audits_each_patient(store: Store) -> None:
+    here = create(store, A, patient("Đặng Thị Thu", "1979-06-06", "female", "027179000555"))
+    there = create(store, B, patient("DANG THI THU", "1979-06-06", "female", "027179000555"))
+    stranger = create(store, B, patient("Bùi Văn Long", "1966-03-03", "male", "027066000222"))
+    for facility, pid in ((A, here), (B, there), (B, stranger)):
+        obs = {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "Huyết áp"},
+            "subject": {"reference": f"Patient/{pid}"},
+        }
+        create(store, facility, obs)
+
+    def everything_of(pid: str) -> tuple[set[str], set[str]]:
+        with store.read() as conn:
+            repo = Repo(conn, Actor.job(A, "test"))
+            result = repo.everything(pid, since=None, types=[], count=100, offset=0)
+            patients = set(repo.trail.accesses[-1].patients)
+        subjects = {
+            orjson.loads(c)["subject"]["reference"]
+            for t, _i, c in result.matches
+            if t == "Observation"
+        }
+        return subjects, patients
+
+    assert everything_of(here) == ({f"Patient/{here}"}, {here})
+    relink(store, "27000")
+    subjects, audited = everything_of(here)
+    assert subjects == {f"Patient/{here}", f"Patient/{there}"}  # both facilities, no stranger
+    assert audited == {here, there}

@@ -1,13 +1,15 @@
 """A patient's compartment for Patient/$everything, as far as the caller may see it.
 
-The compartment is the `patient_key` stored on each row, so the query stays on one shard; the
-resources it references outside of it (practitioners, organizations…) come after it.
+The compartment is the `patient_key` stored on each row, widened to every Patient the provincial
+index links to the same person (Person.link): at the hub, one person's record from every
+facility. The resources it references outside of it (practitioners, organizations…) come after.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
+from benhan.store.policy import same_person
 from benhan.store.schema import ix_reference, resource
 from benhan.store.search import SearchResult
 from benhan.store.search.criteria import Visibility
@@ -31,7 +33,8 @@ def everything(
     rule = visible(resource, None) if visible else None
     if rule is not None:
         where.append(rule)
-    union = _union(pid, where)
+    keys = sorted(set(conn.scalars(same_person(sa.select(sa.literal(pid))))) | {pid})
+    union = _union(pid, keys, where)
     total = conn.scalar(sa.select(sa.func.count()).select_from(union))
     rows = conn.execute(
         sa.select(union)
@@ -40,19 +43,21 @@ def everything(
         .offset(offset)
     ).all()
     page = [(r.rtype, r.id, r.content.encode()) for r in rows[:count]]
-    return SearchResult(page, [], int(total or 0), len(rows) > count, {pid})
+    return SearchResult(page, [], int(total or 0), len(rows) > count, set(keys))
 
 
-def _union(pid: str, where: list[sa.ColumnElement[bool]]) -> sa.Subquery:
-    """The compartment (the patient first), then what it references outside of it."""
+def _union(pid: str, keys: list[str], where: list[sa.ColumnElement[bool]]) -> sa.Subquery:
+    """The compartment (the patient asked for first, then the records linked to them), then
+    what it references outside of it."""
     cols = [resource.c.rtype, resource.c.id, sa.cast(resource.c.content, sa.Text).label("content")]
-    own = sa.select(*cols, sa.case((resource.c.rtype == "Patient", 0), else_=1).label("ord")).where(
-        resource.c.patient_key == pid, *where
+    first = sa.and_(resource.c.rtype == "Patient", resource.c.id == pid)
+    own = sa.select(*cols, sa.case((first, 0), else_=1).label("ord")).where(
+        resource.c.patient_key.in_(keys), *where
     )
     refs = (
         sa.select(ix_reference.c.target_type, ix_reference.c.target_id)
         .where(
-            ix_reference.c.patient_key == pid,
+            ix_reference.c.patient_key.in_(keys),
             ix_reference.c.target_type != "Patient",
             ix_reference.c.target_id.is_not(None),
         )
@@ -64,6 +69,8 @@ def _union(pid: str, where: list[sa.ColumnElement[bool]]) -> sa.Subquery:
         .join(
             refs, sa.and_(resource.c.rtype == refs.c.target_type, resource.c.id == refs.c.target_id)
         )
-        .where(sa.or_(resource.c.patient_key.is_(None), resource.c.patient_key != pid), *where)
+        .where(
+            sa.or_(resource.c.patient_key.is_(None), resource.c.patient_key.not_in(keys)), *where
+        )
     )
     return sa.union_all(own, referenced).subquery()

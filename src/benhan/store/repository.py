@@ -229,7 +229,9 @@ class Repo:
     ) -> SearchResult:
         """Patient/$everything: the patient's compartment and what it references, as far as the
         caller may see it."""
-        self.trail.record("operation", [f"Patient/{pid}"], [pid], query="Patient/$everything")
+        access = self.trail.record(
+            "operation", [f"Patient/{pid}"], [pid], query="Patient/$everything"
+        )
         self.policy.require("Patient", "r")
         row = self._visible_version("Patient", pid)
         if row is None:
@@ -240,6 +242,8 @@ class Repo:
             self.conn, pid, since=since, types=types, count=count, offset=offset,
             visible=self.policy.visible,
         )  # fmt: skip
+        # A linked record returned (its Patient on this page) is a patient this access touched.
+        access.patients.update(i for t, i, _c in result.matches if t == "Patient")
         if self.policy.deidentify:
             result.matches = [(t, i, self.policy.redact(c)) for t, i, c in result.matches]
         return result
