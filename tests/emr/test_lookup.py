@@ -60,7 +60,8 @@ def people(store: Store) -> dict[str, str]:
 
 def _ids(store: Store, text: str) -> list[str]:
     with unit(store, actor("registrar"), write=False) as repo:
-        return [p["id"] for p in find(repo, understand(text, today=TODAY))]  # type: ignore[misc]
+        people, _more = find(repo, understand(text, today=TODAY))
+        return [p["id"] for p in people]
 
 
 @pytest.mark.parametrize(

@@ -464,3 +464,23 @@ def test_a_patient_out_of_reach_is_a_404_page_audited_as_refused_not_failed(
     events = [e for e in audit_events(web_store) if e["subtype"][0]["code"] != "110122"]
     assert {e["outcome"] for e in events} == {"4"}
     assert [e["subtype"][0]["code"] for e in events].count("read") == 1
+
+
+def test_a_broad_name_search_is_paged(
+    here: Place, web_store: Store, anon: TestClient, sign_in: SignIn
+) -> None:
+    me = sign_in("tiepdon", "registrar")
+    for i in range(23):
+        person(web_store, name=f"Nguyễn Văn Nam{i:02d}", cccd=f"0270800{i:05d}", birth="1980-01-01")
+    first = anon.post("/desk/search", data={"csrf": me.csrf, "q": "nguyen van"})
+    assert first.status_code == 200
+    assert first.text.count("/desk/patient/") == 20 and "Người 1–20" in first.text
+    assert 'name="offset" value="20"' in first.text
+    second = anon.post("/desk/search", data={"csrf": me.csrf, "q": "nguyen van", "offset": "20"})
+    assert second.text.count("/desk/patient/") == 3 and "Người 21–23" in second.text
+    assert 'name="offset" value="0"' in second.text and 'value="40"' not in second.text
+    names = set(re.findall(r"Nam\d\d", first.text)) | set(re.findall(r"Nam\d\d", second.text))
+    assert len(names) == 23  # every person once, none on both pages
+    # A page start that is not a small whole number is the first page, not an error.
+    odd = anon.post("/desk/search", data={"csrf": me.csrf, "q": "nguyen van", "offset": "-5"})
+    assert odd.status_code == 200 and "Người 1–20" in odd.text

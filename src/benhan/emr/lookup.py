@@ -21,7 +21,7 @@ from benhan.fhir.definitions import Resource
 from benhan.store.repository import Repo
 from benhan.store.search import parse_search
 
-LIMIT = 20  # candidates shown to the desk; more means the query should be narrower
+LIMIT = 20  # people per page of the desk's results
 _YEAR = re.compile(r"^(.*?)\s*\b((?:19|20)\d{2})$")
 
 
@@ -57,11 +57,13 @@ def understand(text: str, *, today: date) -> Query:
     return Query("name", tuple(params))
 
 
-def find(repo: Repo, query: Query) -> list[Resource]:
-    """The Patients the query matches, at most LIMIT, as the repository's user may see them."""
+def find(repo: Repo, query: Query, offset: int = 0) -> tuple[list[Resource], bool]:
+    """One page of the Patients the query matches (LIMIT from `offset`), as the repository's
+    user may see them, and whether more follow."""
     if not query.params:
-        return []
-    params = [*query.params, ("_count", str(LIMIT)), ("_sort", "name")]
+        return [], False
+    params = [*query.params, ("_count", str(LIMIT)), ("_offset", str(offset)), ("_sort", "name")]
+    params.append(("_total", "none"))
     sreq = parse_search("Patient", params, strict=True)
     result = repo.search(sreq, [k for k, _ in params])
-    return [orjson.loads(content) for _t, _i, content in result.matches]
+    return [orjson.loads(content) for _t, _i, content in result.matches], result.has_next

@@ -59,6 +59,7 @@ from benhan.web.session import PageSession
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 DESK_ROLES = ("registrar", "nurse")  # a nurse at a small station also receives people
+MAX_OFFSET = 2000  # pages of a name search end here: a search that broad should be narrowed
 PERSON_FIELDS = ("name", "birth_date", "sex", "cccd", "cmnd", "phone", "address")
 CARD_FIELDS = ("number", "valid_from", "valid_to")
 LABELS = {
@@ -166,30 +167,36 @@ def desk(request: Request) -> Response:
 
 
 @router.post("/desk", name="desk_find")
-def desk_find(request: Request, csrf: Field = "", q: Field = "") -> Response:
+def desk_find(request: Request, csrf: Field = "", q: Field = "", offset: Field = "") -> Response:
     """The search without JavaScript: the whole page with its results."""
     s = guard_post(request, csrf, may_view)
     if isinstance(s, Response):
         return s
-    return _desk(request, s, q, "desk.html")
+    return _desk(request, s, q, "desk.html", _offset(offset))
 
 
 @router.post("/desk/search", name="desk_search")
-def desk_search(request: Request, csrf: Field = "", q: Field = "") -> Response:
-    """The results alone, for the search box as the user types (htmx)."""
+def desk_search(request: Request, csrf: Field = "", q: Field = "", offset: Field = "") -> Response:
+    """The results alone, for the search box as the user types and for its pages (htmx)."""
     s = guard_post(request, csrf, may_view)
     if isinstance(s, Response):
         return s
-    return _desk(request, s, q, "partials/desk_results.html")
+    return _desk(request, s, q, "partials/desk_results.html", _offset(offset))
 
 
-def _desk(request: Request, s: PageSession, q: str, template: str) -> Response:
-    ctx = _results(request, s, q) if q.strip() else {"q": q, "searched": False}
+def _offset(value: str) -> int:
+    """A page's start; anything but a small whole number is the first page."""
+    v = value.strip()
+    return int(v) if v.isdigit() and int(v) <= MAX_OFFSET else 0
+
+
+def _desk(request: Request, s: PageSession, q: str, template: str, offset: int = 0) -> Response:
+    ctx = _results(request, s, q, offset) if q.strip() else {"q": q, "searched": False}
     extra = {"may_edit": may_edit(s.actor.role), "labels": LABELS}
     return page(request, template, {**ctx, **extra})
 
 
-def _results(request: Request, s: PageSession, q: str) -> dict[str, Any]:
+def _results(request: Request, s: PageSession, q: str, offset: int = 0) -> dict[str, Any]:
     today = local_now().date()
     try:
         query = understand(q[:2000], today=today)
@@ -202,7 +209,7 @@ def _results(request: Request, s: PageSession, q: str) -> dict[str, Any]:
             "qr_problems": problem_list(request, problems),
         }
     with unit(store_of(request), s.actor, write=False) as repo:
-        people = find(repo, query)
+        people, more = find(repo, query, offset)
         last = _last_visits(repo, [p["id"] for p in people])
     rows = [_row(p, last.get(p["id"])) for p in people]
     card = query.card
@@ -214,7 +221,9 @@ def _results(request: Request, s: PageSession, q: str) -> dict[str, Any]:
         "card": card,
         "qr_problems": {},
         "prefill_cccd": q.strip() if query.kind == "cccd" else "",
-        "more": len(rows) >= LIMIT,
+        "offset": offset,
+        "previous": max(offset - LIMIT, 0) if offset else None,
+        "next": offset + LIMIT if more else None,
     }
 
 
