@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/mpi.py                       # 20,000 people, both linkers
     .venv/bin/python bench/mpi.py --people 200000 --rebuild
-    .venv/bin/python bench/mpi.py --only splink         # while `benhan mpi dedupe` is missing
+    .venv/bin/python bench/mpi.py --mess hard           # few shared identifiers: names must link
 
 Data (cached in var/bench/mpi-<N>): `benhan synth --people N --years 1 --out …`, whose
 registrations carry the registration mess (typos, dropped accents, swapped day/month, old CMND,
@@ -57,16 +57,17 @@ Floats = npt.NDArray[np.float64]
 # ---- data -------------------------------------------------------------------------------------
 
 
-def build(people: int, rebuild: bool) -> Path:
+def build(people: int, rebuild: bool, mess: str = "typical") -> Path:
     """var/bench/mpi-<N> with fhir/, truth/people.csv and records.csv; generated once per size,
     the CSV written again whenever the converter's columns have changed."""
-    out = VAR / f"mpi-{people}"
+    out = VAR / (f"mpi-{people}" if mess == "typical" else f"mpi-{people}-{mess}")
     if rebuild:
         shutil.rmtree(out, ignore_errors=True)
     if not out.exists():
         partial = out.with_name(f"{out.name}.partial")
         shutil.rmtree(partial, ignore_errors=True)
         cmd = [BENHAN, "synth", "--people", str(people), "--years", "1", "--out", str(partial)]
+        cmd += ["--mess", mess]
         console.print(f"{load()}: generating {people:,} people …")
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         partial.rename(out)  # only a complete province is ever reused
@@ -334,8 +335,12 @@ def main() -> None:
     ap.add_argument("--people", type=int, default=20_000)
     ap.add_argument("--rebuild", action="store_true", help="generate the data again")
     ap.add_argument("--only", choices=("benhan", "splink"), help="run one linker")
+    ap.add_argument(
+        "--mess", choices=("typical", "hard"), default="typical",
+        help="registration errors: hard leaves most records without a shared identifier",
+    )  # fmt: skip
     args = ap.parse_args()
-    data = build(args.people, args.rebuild)
+    data = build(args.people, args.rebuild, args.mess)
     truth = read_truth(data / "truth" / "people.csv")
     tools = [args.only] if args.only else ["splink", "benhan"]
     if "benhan" in tools and not benhan_ready():

@@ -183,16 +183,23 @@ def synth(
     incidence_scale: Annotated[
         float, typer.Option(help="nhân tỉ lệ mắc / scale disease incidence")
     ] = 1.0,
+    mess: Annotated[
+        str,
+        typer.Option(help="lỗi nhập liệu / registration errors: typical | hard (few shared IDs)"),
+    ] = "typical",
     workers: Annotated[
         int, typer.Option(help="tiến trình kiểm tra, lập chỉ mục / validating processes")
     ] = max(1, (os.cpu_count() or 2) - 1),
 ) -> None:
     """Sinh tỉnh Bắc Ninh mô phỏng / generate a synthetic Bắc Ninh province."""
+    from benhan.synth.mess import MessRates
     from benhan.synth.output import to_ndjson, to_store, write_truth
     from benhan.synth.province import Province, SynthConfig, generate
 
     if people < 1 or years < 1:
         raise CliError("--people và --years phải ≥ 1 / --people and --years must be at least 1")
+    if mess not in ("typical", "hard"):
+        raise CliError(f"--mess: typical hoặc hard / typical or hard, not {mess!r}")
     config = SynthConfig(
         seed=seed,
         people=people,
@@ -200,6 +207,7 @@ def synth(
         private_clinics=clinics,
         random_outbreaks=outbreaks,
         incidence_scale=incidence_scale,
+        mess=MessRates.hard() if mess == "hard" else MessRates(),
     )
     cfg = Settings.from_env()
     province = Province(config, [])

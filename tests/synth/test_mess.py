@@ -60,6 +60,7 @@ CASES: list[tuple[str, float, Callable[[Person], bool], str | None]] = [
     ("cmnd_instead", R.cmnd_instead, lambda p: p.cmnd is not None, None),
     ("missing_cccd", R.missing_cccd, lambda p: p.cccd is not None, "cmnd_instead"),
     ("bhyt_bhxh10", R.bhyt_bhxh10, lambda p: p.bhyt is not None and p.bhyt_shown == "legacy", None),
+    ("missing_bhyt", R.missing_bhyt, lambda p: p.bhyt is not None, None),
     ("changed_phone", R.changed_phone, lambda p: p.phone is not None, None),
     ("moved_commune", R.moved_commune, lambda p: True, None),
 ]
@@ -152,3 +153,17 @@ def test_spelling_variants(word: str, tone: str, y_i: str) -> None:
 
 def test_ascii_fold_maps_d_with_stroke() -> None:
     assert ascii_fold("Đặng Thị Ngọc Ánh") == "Dang Thi Ngoc Anh"
+
+
+def test_the_hard_desk_leaves_many_records_without_a_shared_identifier() -> None:
+    hard = MessRates.hard()
+    people = PeopleGenerator(5, communes()).people(4000)
+    rng = random.Random(9)
+    regs = [register(p, rng, "24001", rates=hard, communes=communes()) for p in people]
+    insured = [r for r, p in zip(regs, people, strict=True) if p.bhyt is not None]
+    dropped = sum("missing_bhyt" in r.mutations for r in insured)
+    sigma = math.sqrt(len(insured) * hard.missing_bhyt * (1 - hard.missing_bhyt))
+    assert abs(dropped - len(insured) * hard.missing_bhyt) < 4 * sigma
+    assert all(r.record.bhyt is None for r in insured if "missing_bhyt" in r.mutations)
+    bare = sum(r.record.cccd is None and r.record.bhyt is None for r in regs)
+    assert bare / len(regs) > 0.15  # names, birth dates and places must carry these

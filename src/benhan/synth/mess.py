@@ -15,7 +15,7 @@ from benhan.synth.places import Commune
 MUTATIONS = (
     "no_diacritics", "all_caps", "typo_adjacent", "typo_dropped", "tone_variant", "y_i",
     "swap_day_month", "year_only_0101", "year_only_partial", "missing_cccd", "cmnd_instead",
-    "bhyt_bhxh10", "changed_phone", "moved_commune",
+    "bhyt_bhxh10", "missing_bhyt", "changed_phone", "moved_commune",
 )  # fmt: skip
 
 
@@ -36,8 +36,20 @@ class MessRates:
     missing_cccd: float = 0.10  # number not asked, or child without a card
     cmnd_instead: float = 0.05  # old 9-digit card shown, if the person has one
     bhyt_bhxh10: float = 0.25  # the 10-digit number typed instead of the 15-char code
+    missing_bhyt: float = 0.0  # the card not shown (a paying visit, a card left at home)
     changed_phone: float = 0.08  # a new SIM since the last visit
     moved_commune: float = 0.03  # moved, or gave the relatives' address
+
+    @classmethod
+    def hard(cls) -> MessRates:
+        """A desk at its worst (a backlog typed in from paper, a station with no card reader):
+        most records carry no shared identifier, so names, birth dates and places must carry
+        the linkage. For testing linkers; the defaults remain the province's estimate."""
+        return cls(
+            no_diacritics=0.35, all_caps=0.15, typo_adjacent=0.08, typo_dropped=0.05,
+            swap_day_month=0.05, year_only=0.08, missing_cccd=0.45, cmnd_instead=0.10,
+            bhyt_bhxh10=0.5, missing_bhyt=0.4, changed_phone=0.3, moved_commune=0.1,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +190,10 @@ def _ids(p: Person, rng: random.Random, r: MessRates, done: list[str]) -> Person
     if p.bhyt and p.bhyt_shown == "legacy" and rng.random() < r.bhyt_bhxh10:
         p = replace(p, bhyt_shown="bhxh10")
         done.append("bhyt_bhxh10")
+    # Drawn only when the rate is set, so the default data stays what it was for a seed.
+    if r.missing_bhyt and p.bhyt and rng.random() < r.missing_bhyt:
+        p = replace(p, bhyt=None)
+        done.append("missing_bhyt")
     return p
 
 

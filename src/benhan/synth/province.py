@@ -19,6 +19,7 @@ from benhan.synth import epidemic
 from benhan.synth.care import CareGenerator, Registration
 from benhan.synth.epidemic import AGE_GROUPS, CaseEvent, Simulation
 from benhan.synth.facilities import Facility, build_facilities, station_for, to_fhir
+from benhan.synth.mess import MessRates
 from benhan.synth.people import REFERENCE_DATE, PeopleGenerator, Person
 from benhan.synth.places import Commune, communes
 
@@ -38,6 +39,7 @@ class SynthConfig:
     # Baseline incidence is per real population; a demo province of 20,000 people would see
     # almost no notifiable cases at true rates, so its epidemics may be scaled up (1 = real).
     incidence_scale: float = 1.0
+    mess: MessRates = field(default_factory=MessRates)  # registration errors (MessRates.hard())
 
     @property
     def start(self) -> date:
@@ -76,7 +78,7 @@ def generate(
     sim = _epidemics(config, places, people)
     province.simulation = sim
     cases = _assign_cases(config.seed, sim, people)
-    care = CareGenerator(config.seed, facilities, config.start, config.end)
+    care = CareGenerator(config.seed, facilities, config.start, config.end, mess_rates=config.mess)
     for person in people:
         done = care.person_care(person, cases.get(person.person_id, ()))
         province.registrations.extend(done.registrations)
