@@ -13,13 +13,11 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-import orjson
-
 from benhan.emr.citizen_card import CitizenCard, parse
+from benhan.emr.model import search_page
 from benhan.fhir import systems as sy
 from benhan.fhir.definitions import Resource
 from benhan.store.repository import Repo
-from benhan.store.search import parse_search
 
 LIMIT = 20  # people per page of the desk's results
 _YEAR = re.compile(r"^(.*?)\s*\b((?:19|20)\d{2})$")
@@ -63,7 +61,5 @@ def find(repo: Repo, query: Query, offset: int = 0) -> tuple[list[Resource], boo
     if not query.params:
         return [], False
     params = [*query.params, ("_count", str(LIMIT)), ("_offset", str(offset)), ("_sort", "name")]
-    params.append(("_total", "none"))
-    sreq = parse_search("Patient", params, strict=True)
-    result = repo.search(sreq, [k for k, _ in params])
-    return [orjson.loads(content) for _t, _i, content in result.matches], result.has_next
+    people, _included, more = search_page(repo, "Patient", params)
+    return people, more

@@ -25,8 +25,6 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-import orjson
-
 from benhan.catalog.fhir import service_coding, service_loinc
 from benhan.catalog.services import Service, services
 from benhan.catalog.units import UCUM_OF
@@ -39,6 +37,7 @@ from benhan.emr.model import (
     queue_label,
     ref,
     search_all,
+    search_page,
     stamp,
 )
 from benhan.fhir import systems as sy
@@ -46,7 +45,6 @@ from benhan.fhir.definitions import Resource
 from benhan.fhir.outcome import FhirError, Issue
 from benhan.fhir.primitives import fold
 from benhan.store.repository import Repo
-from benhan.store.search import parse_search
 
 Kind = Literal["lab", "imaging"]
 Mode = Literal["numeric", "qualitative", "text", "imaging"]
@@ -399,16 +397,6 @@ def report(
 # ---- reading the store ------------------------------------------------------------------
 
 
-def _search(
-    repo: Repo, rtype: str, params: list[tuple[str, str]]
-) -> tuple[list[Resource], dict[str, Resource], bool]:
-    """One page: the matches, what _include brought keyed "Type/id", and whether more follow."""
-    result = repo.search(parse_search(rtype, params, strict=True), [k for k, _ in params])
-    matches = [orjson.loads(c) for _t, _i, c in result.matches]
-    included = {f"{t}/{i}": orjson.loads(c) for t, i, c in result.included}
-    return matches, included, result.has_next
-
-
 def _refs(references: list[dict[str, Any]]) -> list[str]:
     return [str(x["reference"]) for x in references if x.get("reference")]
 
@@ -473,7 +461,7 @@ def worklist(
         ("_offset", str(page * PAGE_SIZE)),
         *_ORDER_INCLUDES,
     ]
-    matches, included, more = _search(repo, "ServiceRequest", params)
+    matches, included, more = search_page(repo, "ServiceRequest", params)
     return Listing(_orders(matches, included), page, more)
 
 
@@ -491,7 +479,7 @@ def recent(repo: Repo, *, page: int, refs: FacilityRefs | None = None) -> Listin
         ("_include", "DiagnosticReport:subject"),
         ("_include", "DiagnosticReport:result"),
     ]
-    matches, included, more = _search(repo, "DiagnosticReport", params)
+    matches, included, more = search_page(repo, "DiagnosticReport", params)
     items = [
         Result(
             r,
@@ -514,7 +502,7 @@ def find_order(repo: Repo, order_id: str) -> Order | None:
         ("encounter.service-provider", refs.organization),
         *_ORDER_INCLUDES,
     ]
-    matches, included, _more = _search(repo, "ServiceRequest", params)
+    matches, included, _more = search_page(repo, "ServiceRequest", params)
     orders = _orders(matches, included)
     return orders[0] if orders else None
 
@@ -528,7 +516,7 @@ def result_of(repo: Repo, order: Order) -> Result | None:
         ("_count", "1"),
         ("_include", "DiagnosticReport:result"),
     ]
-    matches, included, _more = _search(repo, "DiagnosticReport", params)
+    matches, included, _more = search_page(repo, "DiagnosticReport", params)
     if not matches:
         return None
     dr = matches[0]

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.exceptions import HTTPException
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from benhan.access import Reach, Role
 from benhan.emr import clinics as clinic_list
@@ -51,7 +51,7 @@ from benhan.fhir.definitions import Resource
 from benhan.fhir.outcome import FhirError, not_found
 from benhan.store.repository import Repo
 from benhan.store.unit import unit
-from benhan.web.forms import FHIR_ID, Field, Message, guard, guard_post, page, store_of
+from benhan.web.forms import FHIR_ID, Field, Message, guard, guard_post, page, see_other, store_of
 from benhan.web.i18n import N_
 from benhan.web.rendering import PageRoute, language
 from benhan.web.session import PageSession
@@ -476,7 +476,7 @@ def _save(
     except PersonError as err:
         errors = problem_list(request, err.problems)
         return _patient_page(request, s, patient_id, form=form, errors=errors, status=400)
-    return _redirect(request, "desk_patient", "saved=1", patient_id=saved.id)
+    return see_other(request, "desk_patient", "saved=1", patient_id=saved.id)
 
 
 def _save_person(
@@ -491,11 +491,6 @@ def _save_person(
         except PersonError as err:  # refused before anything was written
             refused = err
     raise refused
-
-
-def _redirect(request: Request, name: str, query: str = "", **params: str) -> Response:
-    path = request.url_for(name, **params).path
-    return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
 
 
 # ---- the insurance card -------------------------------------------------------------------------
@@ -558,7 +553,7 @@ def desk_insurance(
     with desk_unit(request, s, write=True) as (repo, _refs):
         read_or_404(repo, "Patient", pid)
         record_coverage(repo, pid, check)
-    return _redirect(request, "desk_patient", "insured=1", patient_id=pid)
+    return see_other(request, "desk_patient", "insured=1", patient_id=pid)
 
 
 # ---- the visit --------------------------------------------------------------------------------
@@ -574,7 +569,7 @@ def desk_register(
     pid = check_id(patient_id)
     outcome = issue_number(request, s, pid, clinic)
     if isinstance(outcome, str):
-        return _redirect(request, "ticket", encounter_id=outcome)
+        return see_other(request, "ticket", encounter_id=outcome)
     status = 409 if outcome.text == ALREADY.text else 400
     return _patient_page(request, s, pid, error=outcome, status=status)
 

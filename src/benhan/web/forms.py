@@ -81,6 +81,7 @@ def guard_post(
     return guard(request, allowed)
 
 
-def see_other(request: Request, name: str, query: str = "") -> RedirectResponse:
-    path = request.url_for(name).path
+def see_other(request: Request, name: str, query: str = "", **params: str) -> RedirectResponse:
+    """303 to the page `name` (with its path `params`), after a form that changed something."""
+    path = request.url_for(name, **params).path
     return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from benhan.access import Role
 from benhan.emr import clinics as clinic_list
@@ -30,7 +30,7 @@ from benhan.emr.registration import (
 )
 from benhan.fhir import systems as sy
 from benhan.web.desk_pages import desk_unit
-from benhan.web.forms import FHIR_ID, Field, Message, guard, guard_post, page
+from benhan.web.forms import FHIR_ID, Field, Message, guard, guard_post, page, see_other
 from benhan.web.i18n import N_
 from benhan.web.rendering import PageRoute
 from benhan.web.session import PageSession
@@ -165,8 +165,7 @@ def kiosk_issue(
         return _clinic_step(request, s, who, NO_CLINIC, 400)
     outcome = _issue(request, s, who, clinic)
     if isinstance(outcome, str):
-        path = request.url_for("ticket", encounter_id=outcome).path
-        return RedirectResponse(f"{path}?kiosk=1", status_code=303)
+        return see_other(request, "ticket", "kiosk=1", encounter_id=outcome)
     if outcome is NO_CLINIC:
         return _clinic_step(request, s, who, NO_CLINIC, 400)
     return _kiosk(request, "done", 409, error=outcome)

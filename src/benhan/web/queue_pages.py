@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.exceptions import HTTPException
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from benhan.access import Role
 from benhan.emr import clinics as clinic_list
@@ -19,7 +19,7 @@ from benhan.emr.queue import Stats
 from benhan.fhir.outcome import not_found
 from benhan.store.repository import Repo
 from benhan.web.desk_pages import check_id, desk_unit, may_see_queue, read_or_404
-from benhan.web.forms import Field, guard, guard_post, page
+from benhan.web.forms import Field, guard, guard_post, page, see_other
 from benhan.web.rendering import PageRoute
 from benhan.web.session import PageSession
 
@@ -148,8 +148,7 @@ def queue_recall(request: Request, encounter_id: str, csrf: Field = "") -> Respo
 def _after_call(request: Request, s: PageSession, clinic_id: str) -> Response:
     if request.headers.get("HX-Request") == "true":
         return _board_page(request, s, clinic_id, "partials/queue_now.html")
-    path = request.url_for("queue_board", clinic_id=clinic_id).path
-    return RedirectResponse(path, status_code=303)
+    return see_other(request, "queue_board", clinic_id=clinic_id)
 
 
 __all__ = ["router"]

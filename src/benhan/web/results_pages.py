@@ -6,14 +6,14 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from benhan.access import Role
 from benhan.emr import results as rs
 from benhan.emr.model import facility_refs, local_now
 from benhan.store.repository import Repo
 from benhan.store.unit import unit
-from benhan.web.forms import FHIR_ID, Field, Message, guard, guard_post, page, store_of
+from benhan.web.forms import FHIR_ID, Field, Message, guard, guard_post, page, see_other, store_of
 from benhan.web.i18n import N_
 from benhan.web.rendering import PageRoute
 from benhan.web.session import PageSession
@@ -193,8 +193,8 @@ def _save(
         if exc.code == "unknown-order":
             raise HTTPException(404) from None
         return _entry_page(request, s, order_id, error=exc, form=form, status=400)
-    path = request.url_for("result_entry", order_id=order_id).path
-    return RedirectResponse(f"{path}?{'corrected' if correcting else 'saved'}=1", 303)
+    done = "corrected=1" if correcting else "saved=1"
+    return see_other(request, "result_entry", done, order_id=order_id)
 
 
 @router.post("/results/{order_id}", name="result_save")
