@@ -56,3 +56,25 @@ def test_model_saves_as_json(linked: Linkage) -> None:
     name = next(c for c in doc["comparisons"] if c["name"] == "name")
     assert [lv["label"] for lv in name["levels"]] == list(NAME.labels[1:])
     assert doc["em"]["converged"] is True
+
+
+def test_a_saved_model_scores_as_the_trained_one() -> None:
+    """The online index scores with the model relink saved: the JSON must round-trip exactly."""
+    import orjson
+
+    from benhan.identity.model import Model
+
+    people = [
+        Person(str(i), name=parse_name(n), birth=parse_birth_date(d, "%Y-%m-%d"))
+        for i, (n, d) in enumerate(
+            [("Nguyễn Thị Hương", "1987-03-12"), ("NGUYEN THI HUONG", "1987-03-12"),
+             ("Trần Văn Nam", "1990-01-02"), ("Lê Thị Lan", "1975-05-06"),
+             ("Trần Văn Nam", "1990-02-01"), ("Phạm Văn Đức", "1966-07-08")] * 3
+        )
+    ]  # fmt: skip
+    linkage = link(people)
+    saved = Model.from_json(orjson.loads(orjson.dumps(linkage.model.to_json())))
+    for a, b in zip(linkage.model.weights(), saved.weights(), strict=True):
+        assert np.allclose(a, b)
+    assert saved.prior == linkage.model.prior
+    assert [c.name for c in saved.comparisons] == [c.name for c in linkage.model.comparisons]

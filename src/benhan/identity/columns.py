@@ -58,6 +58,7 @@ class Columns:
     given_words: list[str]  # the folded given name of each code
     given_first: list[str]  # "huong nguyen thi", for Jaro-Winkler
     name_tf: Floats  # freq(family)·freq(middle)·freq(given): u of an exact match on this name
+    given_count: Ints  # per given-name code: how many records bear it (decide.given_disagrees)
     birth: Ints  # date ordinal, −1 missing
     year: Ints
     month: Ints
@@ -109,6 +110,7 @@ def to_columns(people: Sequence[Person]) -> Columns:
         given_words=given_words,
         given_first=[p.name.given_first for p in people],
         name_tf=frequencies(family) * frequencies(middle) * frequencies(given),
+        given_count=np.bincount(given[given >= 0], minlength=len(given_words)).astype(np.int32),
         birth=ints([b.value.toordinal() if b else -1 for b in births]),
         year=ints([b.value.year if b else -1 for b in births]),
         month=ints([b.value.month if b and b.precision == "day" else -1 for b in births]),

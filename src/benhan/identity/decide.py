@@ -64,7 +64,7 @@ def given_disagrees(cols: Columns, ia: Ints, ib: Ints) -> Bools:
         left, right = [words[int(g)] for g in ga[todo]], [words[int(g)] for g in gb[todo]]
         far = similarity(left, right) < 0.80
         one_edit = cpdist(left, right, scorer=OSA.distance, workers=-1) <= 1
-        counts = np.bincount(cols.given[cols.given >= 0], minlength=len(words))
+        counts = cols.given_count
         rare = np.minimum(counts[ga[todo]], counts[gb[todo]]) <= RARE_GIVEN
         out[todo] = far & ~(one_edit & rare)
     return out

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from benhan.identity.columns import Columns, Floats, Ints
-from benhan.identity.compare import Comparison, Levels, compare
+from benhan.identity.compare import ALL, Comparison, Levels, compare
 
 _FLOOR = 1e-6  # no level is impossible: one unseen case must not be infinitely strong evidence
 
@@ -59,6 +59,24 @@ class Model:
             "prior": self.prior,
             "em": {"iterations": self.em_iterations, "converged": self.em_converged},
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Model:
+        """The model `to_json` saved (the online index scores with the one relink trained)."""
+        by_name = {c.name: c for c in ALL}
+        comps, ms, us = [], [], []
+        for item in data["comparisons"]:
+            c = by_name[item["name"]]
+            if [lv["label"] for lv in item["levels"]] != list(c.labels[1:]):
+                raise ValueError(f"mô hình cũ / model levels differ from the code: {c.name}")
+            comps.append(c)
+            ms.append(np.asarray([1.0] + [lv["m"] for lv in item["levels"]], np.float64))
+            us.append(np.asarray([1.0] + [lv["u"] for lv in item["levels"]], np.float64))
+        em = data.get("em", {})
+        return cls(
+            tuple(comps), ms, us, lambda_blocked=data["lambda_blocked"], prior=data["prior"],
+            em_iterations=em.get("iterations", 0), em_converged=em.get("converged", False),
+        )  # fmt: skip
 
 
 def _distribution(levels: npt.NDArray[np.int8], n_levels: int, weights: Floats | None) -> Floats:
