@@ -1,14 +1,16 @@
 """The hub's `Person` resources: one per real person found in more than one record.
 
-Each facility's Patient stays exactly as the facility wrote it; a relink writes only Persons
-(tagged as the index's own), whose `link` lists the Patients of one person with an assurance
-level: level4 when a shared valid CCCD or BHXH number made the link certain, level3 when the
-model did. The access rules already follow `Person.link` (store/policy.py: a clinician treating
-someone sees their records from other facilities), so linking is what joins the record up.
+Each facility's Patient stays exactly as the facility wrote it; the index writes only Persons
+(tagged as its own), whose `link` lists the Patients of one person with an assurance level:
+level4 when a shared valid CCCD or BHXH number, or a person's decision, made the link certain;
+level3 when the model did. The access rules already follow `Person.link` (store/policy.py: a
+clinician treating someone sees their records from other facilities), so linking is what joins
+the record up.
 
 Links are clustered with a union–find over the pairs at or above the link threshold, refusing
-any union that would put two records the rules call a conflict (same ID, clearly different
-person) into one Person: chains of links must not merge two people either.
+any union that would put two records the rules (or a reviewer) call different people into one
+Person: chains of links must not merge two people either. `relink` does it for every record;
+identity/online.py does it for the few records around each one written.
 """
 
 from __future__ import annotations
@@ -16,25 +18,31 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
+import numpy as np
 import orjson
 import sqlalchemy as sa
 
 from benhan.access import Actor
 from benhan.fhir.definitions import Resource
+from benhan.identity import index
 from benhan.identity.decide import REASONS, Thresholds
-from benhan.identity.dedupe import Linkage, link
+from benhan.identity.dedupe import link
 from benhan.identity.fhir_csv import field_options, patient_row
 from benhan.identity.normalise import Person
 from benhan.identity.table import FieldSpec, Table, parse_field, person_from_row
+from benhan.store.bulk_insert import bulk_insert
 from benhan.store.database import Store
 from benhan.store.repository import Repo
-from benhan.store.schema import resource
+from benhan.store.schema import mpi_inbox, mpi_key, mpi_record, mpi_term, resource
 
 TAG = {"system": "https://benhan.vn/CodeSystem/mpi", "code": "person", "display": "MPI"}
 NAMESPACE = uuid.UUID("5b1e6d0c-5f0e-4c8e-9a55-6e5ee1b3a001")  # Person ids, stable per cluster
 SAME_ID, CONFLICT = REASONS.index("same-id"), REASONS.index("conflict")
+DECIDED = len(REASONS)  # a pair a person decided to link: beyond the rules' reasons
+CERTAIN = frozenset({SAME_ID, DECIDED})
 
 
 @dataclass
@@ -65,11 +73,13 @@ def patients(store: Store) -> Iterator[Resource]:
 
 def person_of(patient: Resource) -> Person:
     """A stored Patient as the linker compares it (the same path as the CSV of `fhir-csv`)."""
-    specs: dict[str, FieldSpec] = {
-        s.role: s for s in (parse_field(f) for f in field_options(with_address=True))
-    }
     row = patient_row(patient)
-    return person_from_row(row["patient_id"], row, specs, Table(), [], patient["id"])
+    return person_from_row(row["patient_id"], row, _specs(), Table(), [], patient.get("id", ""))
+
+
+@cache
+def _specs() -> dict[str, FieldSpec]:
+    return {s.role: s for s in (parse_field(f) for f in field_options(with_address=True))}
 
 
 class _Clusters:
@@ -103,24 +113,51 @@ class _Clusters:
         return True
 
 
-def clusters(linkage: Linkage, th: Thresholds) -> tuple[list[list[int]], dict[int, str], int]:
+@dataclass(slots=True)
+class Edges:
+    """Scored pairs of record indices: final probability and decide.REASONS index of each."""
+
+    ia: list[int]
+    ib: list[int]
+    prob: list[float]
+    reason: list[int]
+
+    def add_decisions(self, index_of: dict[str, int], decided: dict[tuple[str, str], str]) -> None:
+        """People's decisions outrank the model: a decided link is certain, a pair kept apart
+        is a conflict (never in one Person, not even through a chain)."""
+        seen = {(a, b): k for k, (a, b) in enumerate(zip(self.ia, self.ib, strict=True))}
+        for (a, b), state in decided.items():
+            if a not in index_of or b not in index_of:
+                continue
+            i, j = sorted((index_of[a], index_of[b]))
+            prob, why = (1.0, DECIDED) if state == "link" else (0.0, CONFLICT)
+            if (i, j) in seen:
+                k = seen[(i, j)]
+                self.prob[k], self.reason[k] = prob, why
+            else:
+                self.ia.append(i)
+                self.ib.append(j)
+                self.prob.append(prob)
+                self.reason.append(why)
+
+
+def clusters(n: int, edges: Edges, th: Thresholds) -> tuple[list[list[int]], dict[int, str], int]:
     """Clusters of record indices (two or more), each record's assurance, and the number of
     link pairs refused because they would have joined a conflict."""
-    ia, ib = linkage.ia.tolist(), linkage.ib.tolist()
-    prob, reason = linkage.probability.tolist(), linkage.reason.tolist()
+    ia, ib, prob, reason = edges.ia, edges.ib, edges.prob, edges.reason
     conflicts = [(a, b) for a, b, r in zip(ia, ib, reason, strict=True) if r == CONFLICT]
-    found = _Clusters(len(linkage.cols), conflicts)
+    found = _Clusters(n, conflicts)
     assurance: dict[int, str] = {}
     refused = 0
     # Certain links first, then the most probable: a refusal falls on the weakest evidence.
-    order = sorted(range(len(ia)), key=lambda k: (reason[k] != SAME_ID, -prob[k]))
+    order = sorted(range(len(ia)), key=lambda k: (reason[k] not in CERTAIN, -prob[k]))
     for k in order:
         if prob[k] < th.link or reason[k] == CONFLICT:
             continue
         if not found.union(ia[k], ib[k]):
             refused += 1
             continue
-        level = "level4" if reason[k] == SAME_ID else "level3"
+        level = "level4" if reason[k] in CERTAIN else "level3"
         for i in (ia[k], ib[k]):
             if assurance.get(i) != "level4":
                 assurance[i] = level
@@ -128,10 +165,8 @@ def clusters(linkage: Linkage, th: Thresholds) -> tuple[list[list[int]], dict[in
     return groups, assurance, refused
 
 
-def person_resource(ids: list[str], assurance: dict[str, str]) -> Resource:
-    """The Person of one cluster; its id is derived from the cluster's first record, so a
-    relink that finds the same cluster writes the same Person."""
-    pid = str(uuid.uuid5(NAMESPACE, min(ids)))
+def person_resource(pid: str, ids: list[str], assurance: dict[str, str]) -> Resource:
+    """The Person of one cluster of Patient ids."""
     return {
         "resourceType": "Person",
         "id": pid,
@@ -141,6 +176,86 @@ def person_resource(ids: list[str], assurance: dict[str, str]) -> Resource:
     }
 
 
+def index_persons(conn: sa.Connection, among: set[str] | None) -> dict[str, Resource]:
+    """The index's current Persons: all, or those linking any record of `among`."""
+    q = sa.select(resource.c.id, sa.cast(resource.c.content, sa.Text)).where(
+        resource.c.rtype == "Person", resource.c.deleted.is_(False)
+    )
+    if among is not None:
+        ids = sa.select(mpi_record.c.person_id).where(
+            mpi_record.c.patient_id.in_(sorted(among)), mpi_record.c.person_id.is_not(None)
+        )
+        q = q.where(resource.c.id.in_(ids))
+    found = ((rid, orjson.loads(text)) for rid, text in conn.execute(q))
+    return {rid: res for rid, res in found if TAG["code"] in _tags(res)}  # others aren't ours
+
+
+def members(person: Resource) -> list[str]:
+    return [
+        ref.removeprefix("Patient/")
+        for link in person.get("link", [])
+        if (ref := link.get("target", {}).get("reference", "")).startswith("Patient/")
+    ]
+
+
+def write_persons(
+    conn: sa.Connection,
+    facility: str,
+    groups: list[list[str]],
+    assurance: dict[str, str],
+    among: set[str] | None,
+    out: Relink,
+) -> None:
+    """Make the index's Persons (all, or those touching `among`) say exactly `groups`: each group
+    keeps the id of the current Person it shares most records with, so a Person's id survives
+    its cluster growing or shrinking; Persons left without a group are deleted."""
+    current = index_persons(conn, among)
+    owner = {pid: rid for rid, res in current.items() for pid in members(res)}
+    wanted: dict[str, Resource] = {}
+    for ids in sorted(groups, key=len, reverse=True):
+        overlap: dict[str, int] = {}
+        for pid in ids:
+            if (rid := owner.get(pid)) and rid not in wanted:
+                overlap[rid] = overlap.get(rid, 0) + 1
+        rid = max(overlap, key=lambda r: (overlap[r], r)) if overlap else None
+        rid = rid or str(uuid.uuid5(NAMESPACE, min(ids)))
+        while rid in wanted:  # a fresh cluster whose derived id another group took
+            rid = str(uuid.uuid5(NAMESPACE, rid))
+        wanted[rid] = person_resource(rid, ids, assurance)
+    repo = Repo(conn, Actor.job(facility, "mpi"))
+    for rid in sorted(current.keys() - wanted.keys()):
+        repo.delete("Person", rid)
+        out.deleted += 1
+    batch = []
+    for rid, res in wanted.items():
+        old = current.get(rid)
+        if old is not None and old.get("link") == res["link"]:
+            out.unchanged += 1
+            continue
+        batch.append(repo.prepare_update("Person", rid, res, None, "PUT", set()))
+        out.created += old is None
+        out.updated += old is not None
+        if len(batch) >= 1000:
+            repo.flush(batch)
+            batch = []
+    repo.flush(batch)
+    out.persons = len(wanted)
+    records = list(among) if among is not None else [pid for pid in owner]
+    _set_person_ids(conn, records, {pid: rid for rid, r in wanted.items() for pid in members(r)})
+
+
+def _set_person_ids(conn: sa.Connection, records: list[str], person_of: dict[str, str]) -> None:
+    """mpi_record.person_id of `records` (and of every record now in a Person) follows."""
+    rows = {pid: person_of.get(pid) for pid in records} | person_of
+    if rows:
+        conn.execute(
+            mpi_record.update()
+            .where(mpi_record.c.patient_id == sa.bindparam("p"))
+            .values(person_id=sa.bindparam("person")),
+            [{"p": pid, "person": rid} for pid, rid in rows.items()],
+        )
+
+
 def relink(
     store: Store,
     facility: str,
@@ -148,57 +263,79 @@ def relink(
     thresholds: Thresholds | None = None,
     step: Callable[[str, int], Callable[[int], None]] | None = None,
 ) -> Relink:
-    """Link every Patient of the store anew and make the index's Persons say so: new clusters
-    created, changed ones updated, vanished ones deleted, the rest left untouched."""
+    """Link every Patient of the store anew and rebuild the index from scratch: the model,
+    every record's keys and name counts, the review queue, and the Persons (new clusters
+    created, changed ones updated, vanished ones deleted, the rest left untouched). People's
+    decisions on pairs stand."""
     th = thresholds or Thresholds()
     records = list(patients(store))
+    people = [person_of(p) for p in records]
+    ids = [p["id"] for p in records]
     out = Relink(records=len(records))
-    if len(records) < 2:
-        linkage = None
-    else:
+    linkage = None
+    if len(records) >= 2:
         kwargs: dict[str, Any] = {"thresholds": th}
         if step is not None:
             kwargs["step"] = step
-        linkage = link([person_of(p) for p in records], **kwargs)
-    wanted: dict[str, Resource] = {}
-    if linkage is not None:
-        groups, assurance, out.refused = clusters(linkage, th)
-        band = (linkage.probability >= th.review) & (linkage.probability < th.link)
-        out.review, out.conflicts = int(band.sum()), int((linkage.reason == CONFLICT).sum())
-        for g in groups:
-            ids = [records[i]["id"] for i in g]
-            res = person_resource(ids, {records[i]["id"]: assurance[i] for i in g})
-            wanted[res["id"]] = res
-            out.clusters.append(sorted(ids))
-    out.persons = len(wanted)
-    _write(store, facility, wanted, out)
+        linkage = link(people, **kwargs)
+    with store.begin() as conn:
+        edges = Edges([], [], [], [])
+        band: dict[tuple[str, str], float] = {}
+        if linkage is not None:
+            edges = Edges(
+                linkage.ia.tolist(), linkage.ib.tolist(), linkage.probability.tolist(),
+                linkage.reason.tolist(),
+            )  # fmt: skip
+            in_band = (linkage.probability >= th.review) & (linkage.probability < th.link)
+            out.conflicts = int((linkage.reason == CONFLICT).sum())
+            for k in np.flatnonzero(in_band).tolist():
+                band[index.ordered(ids[edges.ia[k]], ids[edges.ib[k]])] = edges.prob[k]
+            index.save_model(conn, linkage.model, len(records))
+        decided = index.decided(conn)
+        for pair in decided:
+            band.pop(pair, None)
+        edges.add_decisions({pid: i for i, pid in enumerate(ids)}, decided)
+        groups, assurance, out.refused = clusters(len(records), edges, th)
+        out.review = len(band)
+        _rebuild_index(conn, records, people)
+        index.set_review(conn, band, None)
+        named = [[ids[i] for i in g] for g in groups]
+        out.clusters = [sorted(g) for g in named]
+        write_persons(conn, facility, named, {ids[i]: a for i, a in assurance.items()}, None, out)
     return out
 
 
-def _write(store: Store, facility: str, wanted: dict[str, Resource], out: Relink) -> None:
-    with store.begin() as conn:
-        repo = Repo(conn, Actor.job(facility, "mpi relink"))
-        q = sa.select(resource.c.id, sa.cast(resource.c.content, sa.Text)).where(
-            resource.c.rtype == "Person", resource.c.deleted.is_(False)
-        )
-        current = {
-            rid: orjson.loads(text)
-            for rid, text in conn.execute(q)
-            if TAG["code"] in _tags(orjson.loads(text))  # other Persons are not the index's
-        }
-        for rid in sorted(current.keys() - wanted.keys()):
-            repo.delete("Person", rid)
-            out.deleted += 1
-        for rid, res in wanted.items():
-            old = current.get(rid)
-            if old is not None and old.get("link") == res["link"]:
-                out.unchanged += 1
-                continue
-            repo.update("Person", rid, res)
-            if old is None:
-                out.created += 1
-            else:
-                out.updated += 1
+def _rebuild_index(conn: sa.Connection, records: list[Resource], people: list[Person]) -> None:
+    """Every record's keys, name counts and version, written afresh; queued writes this relink
+    covered leave the inbox (later versions stay for the next drain)."""
+    person_ids = dict(
+        conn.execute(sa.select(mpi_record.c.patient_id, mpi_record.c.person_id)).all()
+    )
+    for table in (mpi_key, mpi_term, mpi_record):
+        conn.execute(table.delete())
+    keys: list[tuple[str, str]] = []
+    rows: list[tuple[Any, ...]] = []
+    delta: dict[tuple[str, str], int] = {}
+    for res, p in zip(records, people, strict=True):
+        rid, ks, terms = res["id"], index.keys_of(p), index.terms_of(p)
+        keys += [(k, rid) for k in ks]
+        version = int((res.get("meta") or {}).get("versionId", "1"))
+        rows.append((rid, version, person_ids.get(rid), _j(ks), _j(terms)))
+        for kind, value in terms.items():
+            for key in ((kind, value), (index.TOTAL, kind)):
+                delta[key] = delta.get(key, 0) + 1
+    bulk_insert(conn, mpi_key, ("key", "patient_id"), keys)
+    bulk_insert(conn, mpi_record, ("patient_id", "version_id", "person_id", "keys", "terms"), rows)
+    bulk_insert(conn, mpi_term, ("kind", "value", "n"), [(k, v, n) for (k, v), n in delta.items()])
+    done = sa.select(mpi_record.c.patient_id).where(
+        mpi_record.c.patient_id == mpi_inbox.c.patient_id,
+        mpi_record.c.version_id >= mpi_inbox.c.version_id,
+    )
+    conn.execute(mpi_inbox.delete().where(sa.exists(done)))
+
+
+def _j(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _tags(res: Resource) -> set[str]:
@@ -209,4 +346,5 @@ def _tags(res: Resource) -> set[str]:
     }
 
 
-__all__ = ["TAG", "Relink", "clusters", "person_of", "person_resource", "relink"]
+__all__ = ["TAG", "Edges", "Relink", "clusters", "person_of", "person_resource", "relink",
+           "write_persons"]  # fmt: skip

@@ -37,6 +37,7 @@ from benhan.store.schema import (
     INDEX_VALUES,
     RESOURCE_COLUMNS,
     index_columns,
+    mpi_inbox,
     resource,
     resource_version,
 )
@@ -388,6 +389,8 @@ class Repo:
             )
         )
         storage.drop_index_rows([(rtype, rid)])
+        if rtype == "Patient":
+            storage.to_match([(rid, version)])
         return version
 
     @_audited("create")
@@ -502,7 +505,13 @@ class _Storage:
         self._update_current(stale)
         self.drop_index_rows([(r[0], r[1]) for r in stale])
         self._insert_index_rows(writes)
+        self.to_match([(s.id, s.version_id) for s in saved if s.rtype == "Patient"])
         return saved
+
+    def to_match(self, patients: list[tuple[str, int]]) -> None:
+        """Queue written Patients (id, version) for the master patient index, in the same
+        transaction: whatever path wrote them, none is left unmatched (identity/index.py)."""
+        bulk_insert(self.conn, mpi_inbox, ("patient_id", "version_id"), patients)
 
     def _version_row(self, w: Write) -> Saved:
         rtype, rid = w.resource["resourceType"], w.resource["id"]

@@ -271,3 +271,75 @@ break_glass = sa.Table(
     sa.Index("ix_break_glass_account", "account_id", "expires"),
     sa.Index("ix_break_glass_facility", "owner_facility", "started"),
 )
+
+# The master patient index (identity/index.py). Its truth for people is the FHIR `Person`
+# resources; these tables are what matching needs to be fast and what reviewers decide.
+# Patients written and not yet matched, filled in the same transaction as the write.
+mpi_inbox = sa.Table(
+    "mpi_inbox",
+    metadata,
+    sa.Column("patient_id", Key, primary_key=True),
+    sa.Column("version_id", sa.Integer, primary_key=True),
+)
+# Every indexed record: the version indexed, its Person, and its keys and name parts as JSON
+# (so that re-indexing removes exactly what it added).
+mpi_record = sa.Table(
+    "mpi_record",
+    metadata,
+    sa.Column("patient_id", Key, primary_key=True),
+    sa.Column("version_id", sa.Integer, nullable=False),
+    sa.Column("person_id", Key),
+    sa.Column("keys", sa.Text, nullable=False),
+    sa.Column("terms", sa.Text, nullable=False),
+    sa.Index("ix_mpi_record_person", "person_id"),
+)
+# Blocking keys: records sharing a key are compared.
+mpi_key = sa.Table(
+    "mpi_key",
+    metadata,
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("patient_id", Key, primary_key=True),
+)
+# How many records bear each family name, middle name and given name (the term frequencies);
+# kind "#" holds each kind's total.
+mpi_term = sa.Table(
+    "mpi_term",
+    metadata,
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("value", sa.String(200), primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
+)
+# The models relink trained (the newest scores online), kept so that a link can be explained.
+mpi_model = sa.Table(
+    "mpi_model",
+    metadata,
+    sa.Column("trained", sa.BigInteger, primary_key=True),  # microseconds since epoch, UTC
+    sa.Column("records", sa.Integer, nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+)
+# Pairs a person must look at (state "review") or has decided ("link", "apart"); a < b.
+mpi_pair = sa.Table(
+    "mpi_pair",
+    metadata,
+    sa.Column("patient_a", Key, primary_key=True),
+    sa.Column("patient_b", Key, primary_key=True),
+    sa.Column("probability", sa.Float, nullable=False),
+    sa.Column("state", sa.String(8), nullable=False),
+    sa.Column("updated", sa.BigInteger, nullable=False),
+    sa.Index("ix_mpi_pair_state", "state", "probability"),
+    sa.Index("ix_mpi_pair_b", "patient_b"),
+)
+# Every decision on a pair, in order: who, why, and what it replaced (so it can be undone).
+mpi_decision = sa.Table(
+    "mpi_decision",
+    metadata,
+    sa.Column("id", Key, primary_key=True),
+    sa.Column("patient_a", Key, nullable=False),
+    sa.Column("patient_b", Key, nullable=False),
+    sa.Column("decision", sa.String(8), nullable=False),  # link, apart, model (withdrawn)
+    sa.Column("previous", sa.String(8), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Index("ix_mpi_decision_pair", "patient_a", "patient_b", "at"),
+)

@@ -1,0 +1,280 @@
+"""The index tables behind online matching: each record's blocking keys and name parts, how
+many records bear each name part, the trained model, and the pairs reviewers decided.
+
+A record's keys are the blocking rules' keys (blocking.DEFAULT_RULES) as text, so that a new
+record finds the records batch linkage would have paired it with by one indexed lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from benhan.fhir.primitives import micros, now
+from benhan.identity.blocking import DEFAULT_RULES
+from benhan.identity.columns import Columns, sound_key
+from benhan.identity.model import Model
+from benhan.identity.normalise import Person
+from benhan.store.schema import mpi_key, mpi_model, mpi_pair, mpi_record, mpi_term
+
+TERM_KINDS = ("family", "middle", "given")
+TOTAL = "#"  # mpi_term kind holding each kind's total
+BLOCK_CAP = 1000  # as in batch linkage: a key shared by more records says too little to pair on
+SEP = "\x1f"
+
+
+def part_values(p: Person) -> dict[str, str | None]:
+    """The values a blocking rule reads, as text: equal exactly where columns.to_columns gives
+    equal codes (a test holds the two together)."""
+    folded, b = p.name.folded or None, p.birth
+    return {
+        "name_fold": folded,
+        "name_sound": sound_key(folded) if folded else None,
+        "family": p.name.family or None,
+        "given": p.name.given or None,
+        "birth": b.value.isoformat() if b else None,
+        "year": str(b.value.year) if b else None,
+        "cccd": p.cccd,
+        "cmnd": p.cmnd,
+        "bhyt": p.bhyt,
+        "phone": p.phone,
+        "commune": p.commune,
+        "postcode": p.postcode,
+        "address": p.address,
+        "identifier": p.identifier,
+    }
+
+
+def keys_of(p: Person) -> list[str]:
+    """One key per blocking rule whose parts the record has."""
+    values, out = part_values(p), []
+    for rule in DEFAULT_RULES:
+        parts = [values[x] for x in rule.parts]
+        if all(parts):
+            out.append(SEP.join([rule.name, *(v or "" for v in parts)]))
+    return out
+
+
+def terms_of(p: Person) -> dict[str, str]:
+    """The name parts whose frequencies weigh an exact name match (as columns.to_columns)."""
+    out = {"family": p.name.family, "given": p.name.given}
+    if p.name.given:
+        out["middle"] = " ".join(p.name.middle) or "·"  # "no middle name" is a value
+    return {k: v for k, v in out.items() if v}
+
+
+# ---- records -------------------------------------------------------------------------------
+
+
+def indexed(conn: sa.Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """mpi_record rows of these records: version_id, person_id, keys, terms."""
+    ids = list(ids)
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(ids), 500):
+        q = sa.select(mpi_record).where(mpi_record.c.patient_id.in_(ids[i : i + 500]))
+        for row in conn.execute(q).mappings():
+            out[row["patient_id"]] = {
+                "version_id": row["version_id"],
+                "person_id": row["person_id"],
+                "keys": orjson.loads(row["keys"]),
+                "terms": orjson.loads(row["terms"]),
+            }
+    return out
+
+
+def put_records(conn: sa.Connection, records: Sequence[tuple[str, int, Person | None]]) -> None:
+    """(Re-)index records (id, version, normalised record or None when deleted): their keys and
+    name counts replace what the previous version added."""
+    old = indexed(conn, [r[0] for r in records])
+    drop_keys: list[dict[str, str]] = []
+    add_keys: list[dict[str, str]] = []
+    delta: dict[tuple[str, str], int] = {}
+    for rid, version, person in records:
+        before = old.get(rid)
+        keys, terms = (keys_of(person), terms_of(person)) if person else ([], {})
+        if before:
+            drop_keys += [{"k": k, "p": rid} for k in set(before["keys"]) - set(keys)]
+            add_keys += [{"key": k, "patient_id": rid} for k in set(keys) - set(before["keys"])]
+            _count(delta, before["terms"], -1)
+        else:
+            add_keys += [{"key": k, "patient_id": rid} for k in keys]
+        _count(delta, terms, +1)
+        if person is None:
+            conn.execute(mpi_record.delete().where(mpi_record.c.patient_id == rid))
+            continue
+        values = {"version_id": version, "keys": _json(keys), "terms": _json(terms)}
+        if before:
+            conn.execute(mpi_record.update().where(mpi_record.c.patient_id == rid), values)
+        else:
+            conn.execute(mpi_record.insert(), {"patient_id": rid, "person_id": None, **values})
+    if drop_keys:
+        conn.execute(
+            mpi_key.delete().where(
+                mpi_key.c.key == sa.bindparam("k"), mpi_key.c.patient_id == sa.bindparam("p")
+            ),
+            drop_keys,
+        )
+    if add_keys:
+        conn.execute(mpi_key.insert(), add_keys)
+    add_terms(conn, delta)
+
+
+def _count(delta: dict[tuple[str, str], int], terms: dict[str, str], sign: int) -> None:
+    for kind, value in terms.items():
+        for key in ((kind, value), (TOTAL, kind)):
+            delta[key] = delta.get(key, 0) + sign
+
+
+def add_terms(conn: sa.Connection, delta: dict[tuple[str, str], int]) -> None:
+    """Add to the name-part counts (an upsert: many writers may count the same name)."""
+    rows = [{"kind": k, "value": v, "n": n} for (k, v), n in sorted(delta.items()) if n]
+    if not rows:
+        return
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(mpi_term)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["kind", "value"], set_={"n": mpi_term.c.n + stmt.excluded.n}
+        ),
+        rows,
+    )
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# ---- candidates and population figures ----------------------------------------------------
+
+
+def candidates(conn: sa.Connection, keys: Sequence[str], cap: int = BLOCK_CAP) -> set[str]:
+    """Records sharing any of `keys`, leaving out keys more than `cap` records share."""
+    if not keys:
+        return set()
+    by_key: dict[str, list[str]] = {}
+    q = sa.select(mpi_key.c.key, mpi_key.c.patient_id).where(mpi_key.c.key.in_(sorted(set(keys))))
+    for key, pid in conn.execute(q):
+        by_key.setdefault(key, []).append(pid)
+    return {pid for ids in by_key.values() if len(ids) <= cap for pid in ids}
+
+
+def with_population(conn: sa.Connection, cols: Columns, people: Sequence[Person]) -> Columns:
+    """`cols` of a few records, with the name frequencies and given-name counts of every
+    indexed record instead of the few's own (which would make every name look rare)."""
+    wanted = {(k, v) for p in people for k, v in terms_of(p).items()}
+    counts = _term_counts(conn, wanted | {(TOTAL, k) for k in TERM_KINDS})
+    tf = np.ones(len(people), np.float64)
+    for i, p in enumerate(people):
+        terms = terms_of(p)
+        for kind in TERM_KINDS:
+            total = counts.get((TOTAL, kind), 0)
+            n = counts.get((kind, terms.get(kind, "")), 0)
+            tf[i] *= n / total if total and kind in terms else 0.0
+    given_count = np.asarray(
+        [counts.get(("given", w), 0) for w in cols.given_words], np.int32
+    ).reshape(-1)
+    return replace(cols, name_tf=tf, given_count=given_count)
+
+
+def _term_counts(conn: sa.Connection, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    by_kind: dict[str, list[str]] = {}
+    for kind, value in wanted:
+        by_kind.setdefault(kind, []).append(value)
+    for kind, values in by_kind.items():
+        q = sa.select(mpi_term.c.value, mpi_term.c.n).where(
+            mpi_term.c.kind == kind, mpi_term.c.value.in_(values)
+        )
+        out.update({(kind, v): n for v, n in conn.execute(q)})
+    return out
+
+
+# ---- the model -----------------------------------------------------------------------------
+
+
+def save_model(conn: sa.Connection, model: Model, records: int) -> None:
+    conn.execute(
+        mpi_model.insert(),
+        {"trained": micros(now()), "records": records, "content": _json(model.to_json())},
+    )
+
+
+def current_model(conn: sa.Connection) -> Model | None:
+    """The newest model relink trained, or None before the first relink."""
+    q = sa.select(mpi_model.c.content).order_by(mpi_model.c.trained.desc()).limit(1)
+    text = conn.execute(q).scalar()
+    return Model.from_json(orjson.loads(text)) if text else None
+
+
+# ---- decided and review pairs ---------------------------------------------------------------
+
+
+def ordered(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+def decided(conn: sa.Connection, ids: Iterable[str] | None = None) -> dict[tuple[str, str], str]:
+    """Pairs people decided ("link" or "apart"), among `ids` (all when None)."""
+    q = sa.select(mpi_pair.c.patient_a, mpi_pair.c.patient_b, mpi_pair.c.state).where(
+        mpi_pair.c.state.in_(["link", "apart"])
+    )
+    if ids is not None:
+        ids = sorted(set(ids))
+        q = q.where(mpi_pair.c.patient_a.in_(ids), mpi_pair.c.patient_b.in_(ids))
+    return {(a, b): state for a, b, state in conn.execute(q)}
+
+
+def set_review(
+    conn: sa.Connection, band: dict[tuple[str, str], float], among: Iterable[str] | None
+) -> None:
+    """Make the review queue hold exactly `band` (pair → probability) among `among` (all
+    records when None): new pairs queued, changed probabilities updated, pairs that left the
+    band dropped. Decided pairs are never queued again."""
+    q = sa.select(
+        mpi_pair.c.patient_a, mpi_pair.c.patient_b, mpi_pair.c.state, mpi_pair.c.probability
+    )
+    if among is not None:
+        ids = sorted(set(among))
+        q = q.where(mpi_pair.c.patient_a.in_(ids), mpi_pair.c.patient_b.in_(ids))
+    current = {(a, b): (state, p) for a, b, state, p in conn.execute(q)}
+    stamp = micros(now())
+    gone = [
+        {"a": a, "b": b}
+        for (a, b), (state, _) in current.items()
+        if state == "review" and (a, b) not in band
+    ]
+    if gone:
+        conn.execute(
+            mpi_pair.delete().where(
+                mpi_pair.c.patient_a == sa.bindparam("a"), mpi_pair.c.patient_b == sa.bindparam("b")
+            ),
+            gone,
+        )
+    new = [
+        {"patient_a": a, "patient_b": b, "probability": p, "state": "review", "updated": stamp}
+        for (a, b), p in band.items()
+        if (a, b) not in current
+    ]
+    if new:
+        conn.execute(mpi_pair.insert(), new)
+    moved = [
+        {"a": a, "b": b, "p": p}
+        for (a, b), p in band.items()
+        if (a, b) in current and current[(a, b)][0] == "review" and current[(a, b)][1] != p
+    ]
+    if moved:
+        conn.execute(
+            mpi_pair.update()
+            .where(
+                mpi_pair.c.patient_a == sa.bindparam("a"), mpi_pair.c.patient_b == sa.bindparam("b")
+            )
+            .values(probability=sa.bindparam("p")),
+            moved,
+        )

@@ -1,0 +1,260 @@
+"""Matching as records arrive: `Patient/$match` for the registration desk, and the inbox drain
+that links every Patient written at the hub (through the API, an import, sync or XML 130).
+
+Both score a record against the records sharing a blocking key with it, with the model relink
+trained and the name frequencies of every indexed record, so a record scores online as it
+would in a batch relink. The drain then reclusters only the few records involved: the written
+record, the records it may match, and the members of their Persons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import orjson
+import sqlalchemy as sa
+
+from benhan.fhir.definitions import Resource
+from benhan.identity import index
+from benhan.identity.columns import Columns, to_columns
+from benhan.identity.compare import compare
+from benhan.identity.decide import REASONS, Thresholds, apply_rules, rule_reasons
+from benhan.identity.model import FieldWeight, Model, explain, match_weights, probability
+from benhan.identity.normalise import Person
+from benhan.identity.persons import CONFLICT, Edges, Relink, clusters, person_of, relink
+from benhan.identity.persons import write_persons
+from benhan.store.database import Store
+from benhan.store.schema import mpi_inbox, mpi_record, resource
+
+Grade = Literal["certain", "probable", "possible"]
+POSSIBLE = 0.5  # the desk sees a candidate as likely as not; the review queue starts higher
+MAX_GROUP = 200  # records reclustered at once: a chain of shared phones must not grow without end
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One record that may be the same person, with the evidence field by field."""
+
+    patient_id: str
+    probability: float
+    grade: Grade
+    reason: str  # decide.REASONS: "same-id" when a shared identifier decided it
+    explanation: list[FieldWeight]
+
+
+class NoModel(Exception):
+    """No model is trained yet (`benhan mpi relink` trains the first)."""
+
+
+def grade_of(p: float, th: Thresholds) -> Grade | None:
+    """FHIR's match grades: certain ≥ the auto-link threshold, probable ≥ review, possible ≥ ½."""
+    if p >= th.link:
+        return "certain"
+    if p >= th.review:
+        return "probable"
+    return "possible" if p >= POSSIBLE else None
+
+
+def load_people(conn: sa.Connection, ids: Sequence[str]) -> dict[str, tuple[int, Person]]:
+    """Current (not deleted) Patients among `ids`, normalised: id → (version, record)."""
+    out: dict[str, tuple[int, Person]] = {}
+    ids = sorted(set(ids))
+    for i in range(0, len(ids), 500):
+        q = sa.select(resource.c.id, resource.c.version_id, sa.cast(resource.c.content, sa.Text))
+        q = q.where(
+            resource.c.rtype == "Patient",
+            resource.c.id.in_(ids[i : i + 500]),
+            resource.c.deleted.is_(False),
+        )
+        for rid, version, text in conn.execute(q):
+            out[rid] = (version, person_of(orjson.loads(text)))
+    return out
+
+
+@dataclass(slots=True)
+class _Scored:
+    cols: Columns
+    ia: np.ndarray
+    ib: np.ndarray
+    prob: np.ndarray
+    reason: np.ndarray
+
+
+def _score(
+    conn: sa.Connection, model: Model, people: list[Person], ia: np.ndarray, ib: np.ndarray,
+    th: Thresholds,
+) -> _Scored:  # fmt: skip
+    cols = index.with_population(conn, to_columns(people), people)
+    levels = compare(model.comparisons, cols, ia, ib)
+    names = tuple(c.name for c in model.comparisons)
+    reason = rule_reasons(cols, ia, ib, names, levels)
+    prob = apply_rules(probability(match_weights(model, cols, ia, levels)), reason, th)
+    return _Scored(cols, ia, ib, prob, reason)
+
+
+def match(
+    conn: sa.Connection,
+    patient: Resource,
+    *,
+    thresholds: Thresholds | None = None,
+    count: int = 10,
+    only_certain: bool = False,
+) -> list[Candidate]:
+    """The indexed records that may be `patient`, most probable first (Patient/$match)."""
+    th = thresholds or Thresholds()
+    model = index.current_model(conn)
+    if model is None:
+        raise NoModel
+    query = person_of(patient)
+    own = patient.get("id")
+    found = index.candidates(conn, index.keys_of(query)) - {own}
+    people = load_people(conn, sorted(found))
+    if not people:
+        return []
+    ids = list(people)
+    everyone = [query, *(people[i][1] for i in ids)]
+    ib = np.arange(1, len(everyone), dtype=np.int32)
+    scored = _score(conn, model, everyone, np.zeros(len(ib), np.int32), ib, th)
+    decided = index.decided(conn, [own, *ids]) if own else {}
+    out = []
+    for k, pid in enumerate(ids):
+        p, why = float(scored.prob[k]), REASONS[int(scored.reason[k])]
+        state = decided.get(index.ordered(own, pid)) if own else None
+        if state is not None:
+            p, why = (1.0, "decided") if state == "link" else (0.0, "decided")
+        grade = grade_of(p, th)
+        if grade is None or (only_certain and grade != "certain"):
+            continue
+        out.append(Candidate(pid, p, grade, why, explain(model, scored.cols, 0, k + 1)))
+    out.sort(key=lambda c: (-c.probability, c.patient_id))
+    return out[:count]
+
+
+# ---- match on ingest --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Drained:
+    """What one drain did."""
+
+    records: int = 0  # Patient versions taken from the inbox
+    trained: bool = False  # no model yet: a full relink ran instead
+    linked: Relink = field(default_factory=Relink)  # Person changes
+    review: int = 0  # pairs put in the review queue
+
+
+def drain(
+    store: Store,
+    facility: str,
+    *,
+    thresholds: Thresholds | None = None,
+    batch: int = 200,
+    progress: Callable[[int], None] | None = None,
+) -> Drained:
+    """Match every queued Patient, a batch per transaction, until the inbox is empty. Before the
+    first model exists, a relink indexes everything at once (and trains the model)."""
+    th = thresholds or Thresholds()
+    out = Drained()
+    with store.read() as conn:
+        has_model = index.current_model(conn) is not None
+        waiting = conn.execute(sa.select(sa.func.count()).select_from(mpi_inbox)).scalar_one()
+    if not waiting:
+        return out
+    if not has_model:
+        out.trained, out.linked = True, relink(store, facility, thresholds=th)
+        out.records = waiting
+    while True:
+        with store.begin() as conn:
+            q = sa.select(mpi_inbox.c.patient_id, mpi_inbox.c.version_id).limit(batch)
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)  # two drainers share the work
+            rows = conn.execute(q).all()
+            if not rows:
+                break
+            model = index.current_model(conn)
+            assert model is not None
+            out.review += reindex(conn, facility, {r[0] for r in rows}, model, th, out.linked)
+            conn.execute(
+                mpi_inbox.delete().where(
+                    mpi_inbox.c.patient_id == sa.bindparam("p"),
+                    mpi_inbox.c.version_id == sa.bindparam("v"),
+                ),
+                [{"p": p, "v": v} for p, v in rows],
+            )
+            out.records += len(rows)
+            if progress:
+                progress(len(rows))
+    return out
+
+
+def reindex(
+    conn: sa.Connection,
+    facility: str,
+    written: set[str],
+    model: Model,
+    th: Thresholds,
+    out: Relink,
+) -> int:
+    """Index the written records as they are now, and recluster them with what they match."""
+    current = load_people(conn, sorted(written))
+    before = _co_members(conn, written)  # a deleted record's Person must still be rewritten
+    index.put_records(
+        conn,
+        [(rid, *current[rid]) if rid in current else (rid, 0, None) for rid in sorted(written)],
+    )
+    return recluster(conn, facility, written | before, model, th, out)
+
+
+def recluster(
+    conn: sa.Connection,
+    facility: str,
+    seeds: set[str],
+    model: Model,
+    th: Thresholds,
+    out: Relink,
+) -> int:
+    """Cluster anew the seeds, the records sharing a key with them, and everyone in their
+    Persons, honouring people's decisions; write the Persons and the review queue for that
+    group. Returns the number of pairs in the review band."""
+    group = seeds | _co_members(conn, seeds)  # never cut: a Person is rewritten whole
+    for rec in index.indexed(conn, seeds).values():
+        found = index.candidates(conn, rec["keys"]) - group
+        found |= _co_members(conn, found)
+        if len(group) + len(found) > MAX_GROUP:
+            continue  # an oversized neighbourhood waits for the next relink
+        group |= found
+    people = load_people(conn, sorted(group))
+    ids = sorted(people)
+    band: dict[tuple[str, str], float] = {}
+    edges = Edges([], [], [], [])
+    if len(ids) >= 2:
+        ia, ib = np.triu_indices(len(ids), 1)
+        scored = _score(
+            conn, model, [people[i][1] for i in ids], ia.astype(np.int32), ib.astype(np.int32), th
+        )
+        edges = Edges(ia.tolist(), ib.tolist(), scored.prob.tolist(), scored.reason.tolist())
+        for k in np.flatnonzero((scored.prob >= th.review) & (scored.prob < th.link)).tolist():
+            band[(ids[edges.ia[k]], ids[edges.ib[k]])] = edges.prob[k]
+        out.conflicts += int((scored.reason == CONFLICT).sum())
+    decided = index.decided(conn, ids)
+    for pair in decided:
+        band.pop(pair, None)
+    edges.add_decisions({pid: i for i, pid in enumerate(ids)}, decided)
+    groups, assurance, refused = clusters(len(ids), edges, th)
+    out.refused += refused
+    index.set_review(conn, band, group)
+    named = [[ids[i] for i in g] for g in groups]
+    write_persons(conn, facility, named, {ids[i]: a for i, a in assurance.items()}, group, out)
+    return len(band)
+
+
+def _co_members(conn: sa.Connection, ids: set[str]) -> set[str]:
+    """Every record sharing a Person with one of `ids`."""
+    persons = sa.select(mpi_record.c.person_id).where(
+        mpi_record.c.patient_id.in_(sorted(ids)), mpi_record.c.person_id.is_not(None)
+    )
+    q = sa.select(mpi_record.c.patient_id).where(mpi_record.c.person_id.in_(persons))
+    return set(conn.execute(q).scalars())

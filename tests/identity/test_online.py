@@ -1,0 +1,153 @@
+"""Matching as records arrive: the index tables, Patient matching, the inbox drain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from benhan.access import Actor
+from benhan.identity import index, online
+from benhan.identity.blocking import DEFAULT_RULES
+from benhan.identity.columns import to_columns
+from benhan.identity.dedupe import link
+from benhan.identity.persons import members, patients, person_of, relink
+from benhan.store.database import Store
+from benhan.store.repository import Repo
+from benhan.store.schema import mpi_inbox, mpi_record, mpi_term
+from benhan.synth.output import to_store
+from benhan.synth.province import Province, SynthConfig, generate
+
+from .conftest import SynthCsv
+from .test_persons import create, patient, persons
+
+HUB = "27000"
+SMALL = SynthConfig(seed=5, people=600, years=1, private_clinics=1, random_outbreaks=0)
+
+
+@pytest.fixture
+def province(store: Store) -> Store:
+    """A small province's Patients in the store, linked once by relink (which trains the model)."""
+    found = generate(SMALL, Province(SMALL, []))
+    to_store(store, ((code, res) for code, res in found if res["resourceType"] == "Patient"))
+    relink(store, HUB)
+    return store
+
+
+def test_text_keys_pair_exactly_the_records_the_batch_blocking_pairs(
+    province_csv: SynthCsv,
+) -> None:
+    """index.part_values must agree with columns.to_columns, or online matching would miss
+    (or add) candidates batch linkage finds."""
+    people = province_csv.people[:3000]
+    cols = to_columns(people)
+    for rule in DEFAULT_RULES:
+        codes = rule.keys(cols)
+        texts = [next((k for k in index.keys_of(p) if k.startswith(rule.name + index.SEP)), None)
+                 for p in people]  # fmt: skip
+        assert [c < 0 for c in codes] == [t is None for t in texts], rule.name
+        by_text: dict[str, set[int]] = {}
+        for code, text in zip(codes.tolist(), texts, strict=True):
+            if text is not None:
+                by_text.setdefault(text, set()).add(code)
+        assert all(len(c) == 1 for c in by_text.values()), rule.name
+        assert len(by_text) == len(set(codes[codes >= 0].tolist())), rule.name
+
+
+def test_relink_indexes_every_record_and_empties_the_inbox(province: Store) -> None:
+    with province.read() as conn:
+        records = conn.execute(sa.select(sa.func.count()).select_from(mpi_record)).scalar_one()
+        inbox = conn.execute(sa.select(sa.func.count()).select_from(mpi_inbox)).scalar_one()
+        totals = dict(
+            conn.execute(
+                sa.select(mpi_term.c.value, mpi_term.c.n).where(mpi_term.c.kind == index.TOTAL)
+            ).all()
+        )
+        assert index.current_model(conn) is not None
+    assert records > 400 and inbox == 0
+    assert totals["family"] == records  # every synthetic record has a family name
+
+
+def test_a_new_record_of_a_known_person_joins_their_person_as_it_arrives(
+    province: Store,
+) -> None:
+    first = create(province, "27001", patient("Nguyễn Thị Hương", "1987-03-12", "female"))
+    second = create(province, "27002", patient("Hoàng Văn Tú", "1950-06-30", "male"))
+    assert online.drain(province, HUB).records == 2
+    again = patient("NGUYEN THI HUONG", "1987-03-12", "female")
+    again["telecom"] = [{"system": "phone", "value": "0912345678"}]
+    # Same name and birth date, no identifier: the model decides; with the telephone of the
+    # first record too, it is one person.
+    with province.begin() as conn:
+        Repo(conn, Actor.job("27001", "test")).update(
+            "Patient", first, {**patient("Nguyễn Thị Hương", "1987-03-12", "female"),
+                               "id": first, "telecom": again["telecom"]}
+        )  # fmt: skip
+    third = create(province, "27003", again)
+    done = online.drain(province, HUB)
+    assert done.records == 2 and not done.trained
+    linked = [members(p) for p in persons(province) if first in members(p)]
+    assert linked and set(linked[0]) >= {first, third} and second not in linked[0]
+
+
+def test_deleting_a_linked_record_takes_it_out_of_its_person(province: Store) -> None:
+    a = create(province, "27001", patient("Lý Thị Mai", "1991-02-03", "female", "027191000555"))
+    b = create(province, "27002", patient("LY THI MAI", "1991-02-03", "female", "027191000555"))
+    online.drain(province, HUB)
+    assert any({a, b} <= set(members(p)) for p in persons(province))
+    with province.begin() as conn:
+        Repo(conn, Actor.job("27002", "test")).delete("Patient", b)
+    online.drain(province, HUB)
+    assert not any(b in members(p) for p in persons(province))
+    assert not any(a in members(p) for p in persons(province))  # a Person of one is none
+
+
+def test_match_grades_candidates_and_explains_each_field(province: Store) -> None:
+    a = create(province, "27001", patient("Đặng Thị Thu", "1979-11-05", "female", "027179000888"))
+    online.drain(province, HUB)
+    query = patient("DANG THI THU", "1979-11-05", "female", "027179000888")
+    with province.read() as conn:
+        found = online.match(conn, query)
+        stranger = online.match(conn, patient("Đặng Thị Thu", "2001-01-01", "female"))
+    assert found[0].patient_id == a and found[0].grade == "certain"
+    assert found[0].reason == "same-id"
+    fields = {w.comparison: w for w in found[0].explanation}
+    assert fields["cccd"].level == "equal" and fields["cccd"].weight > 5
+    assert fields["name"].level == "exact folded"
+    assert all(c.patient_id != a for c in stranger)  # another birth year: another person
+
+
+def test_match_without_a_model_says_so(store: Store) -> None:
+    with store.read() as conn, pytest.raises(online.NoModel):
+        online.match(conn, patient("Trần Văn Bình", "1975-01-20", "male"))
+
+
+def test_online_and_batch_score_a_pair_alike(province: Store) -> None:
+    """A record matched online gets the probability batch linkage gives the same pair, on the
+    same records: same model, same population name frequencies, same rules."""
+    a = create(province, "27001", patient("Vũ Văn Khánh", "1968-04-09", "male"))
+    b = create(province, "27002", patient("VU VAN KHANH", "1968-09-04", "male"))  # swapped
+    c = create(province, "27003", patient("Vũ Thị Khánh", "1968-04-09", "female"))
+    relink(province, HUB)
+    records = list(patients(province))
+    linkage = link([person_of(r) for r in records])
+    at = {r["id"]: i for i, r in enumerate(records)}
+    batch = {
+        (linkage.cols.ids[i], linkage.cols.ids[j]): float(p)
+        for i, j, p in zip(linkage.ia, linkage.ib, linkage.probability, strict=True)
+        if {at[a], at[b], at[c]} & {int(i), int(j)}
+    }
+    with province.read() as conn:
+        got = {x.patient_id: x.probability for x in online.match(conn, records[at[b]], count=50)}
+    pair = batch.get((a, b), batch.get((b, a)))
+    assert pair is not None and pair >= online.POSSIBLE and np.isclose(got[a], pair, rtol=1e-9)
+    assert c not in got  # a woman of the same name and birth date is another person
+
+
+def test_every_write_path_queues_patients_for_matching(store: Store) -> None:
+    pid = create(store, "27001", patient("Trần Văn Bình", "1975-01-20", "male"))
+    with store.begin() as conn:
+        Repo(conn, Actor.job("27001", "test")).delete("Patient", pid)
+    with store.read() as conn:
+        rows = conn.execute(sa.select(mpi_inbox.c.patient_id, mpi_inbox.c.version_id)).all()
+    assert sorted(rows) == [(pid, 1), (pid, 2)]
