@@ -9,8 +9,10 @@ import pytest
 
 from benhan.identity.fhir_csv import field_options, write_csv
 from benhan.identity.normalise import Person
+from benhan.identity.persons import relink
 from benhan.identity.table import parse_field, read_table
-from benhan.synth.output import write_truth
+from benhan.store.database import Store
+from benhan.synth.output import to_store, write_truth
 from benhan.synth.province import Province, SynthConfig, generate
 
 CONFIG = SynthConfig(seed=11, people=2000, years=1, private_clinics=3, random_outbreaks=0)
@@ -33,3 +35,16 @@ def province_csv(tmp_path_factory: pytest.TempPathFactory) -> SynthCsv:
     specs = [parse_field(f) for f in field_options()]
     people = read_table(out / "patients.csv", "patient_id", specs).people
     return SynthCsv(out / "patients.csv", truth, people)
+
+
+HUB = "27000"
+SMALL = SynthConfig(seed=5, people=600, years=1, private_clinics=1, random_outbreaks=0)
+
+
+@pytest.fixture
+def province(store: Store) -> Store:
+    """A small province's Patients in the store, linked once by relink (which trains the model)."""
+    found = generate(SMALL, Province(SMALL, []))
+    to_store(store, ((code, res) for code, res in found if res["resourceType"] == "Patient"))
+    relink(store, HUB)
+    return store

@@ -15,23 +15,9 @@ from benhan.identity.persons import members, patients, person_of, relink
 from benhan.store.database import Store
 from benhan.store.repository import Repo
 from benhan.store.schema import mpi_inbox, mpi_record, mpi_term
-from benhan.synth.output import to_store
-from benhan.synth.province import Province, SynthConfig, generate
 
-from .conftest import SynthCsv
+from .conftest import HUB, SynthCsv
 from .test_persons import create, patient, persons
-
-HUB = "27000"
-SMALL = SynthConfig(seed=5, people=600, years=1, private_clinics=1, random_outbreaks=0)
-
-
-@pytest.fixture
-def province(store: Store) -> Store:
-    """A small province's Patients in the store, linked once by relink (which trains the model)."""
-    found = generate(SMALL, Province(SMALL, []))
-    to_store(store, ((code, res) for code, res in found if res["resourceType"] == "Patient"))
-    relink(store, HUB)
-    return store
 
 
 def test_text_keys_pair_exactly_the_records_the_batch_blocking_pairs(

@@ -24,8 +24,15 @@ from benhan.identity.compare import compare
 from benhan.identity.decide import REASONS, Thresholds, apply_rules, rule_reasons
 from benhan.identity.model import FieldWeight, Model, explain, match_weights, probability
 from benhan.identity.normalise import Person
-from benhan.identity.persons import CONFLICT, Edges, Relink, clusters, person_of, relink
-from benhan.identity.persons import write_persons
+from benhan.identity.persons import (
+    CONFLICT,
+    Edges,
+    Relink,
+    clusters,
+    person_of,
+    relink,
+    write_persons,
+)
 from benhan.store.database import Store
 from benhan.store.schema import mpi_inbox, mpi_record, resource
 
@@ -121,7 +128,7 @@ def match(
     decided = index.decided(conn, [own, *ids]) if own else {}
     out = []
     for k, pid in enumerate(ids):
-        p, why = float(scored.prob[k]), REASONS[int(scored.reason[k])]
+        p, why = float(scored.prob[k]), str(REASONS[int(scored.reason[k])])
         state = decided.get(index.ordered(own, pid)) if own else None
         if state is not None:
             p, why = (1.0, "decided") if state == "link" else (0.0, "decided")
