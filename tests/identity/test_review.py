@@ -127,3 +127,15 @@ def test_the_queue_lists_review_pairs_most_probable_first(province: Store) -> No
     probs = [p.probability for p in pairs]
     assert probs == sorted(probs, reverse=True)
     assert all(p.state == "review" for p in pairs)
+
+
+def test_evidence_explains_a_pair_field_by_field(province: Store) -> None:
+    a = create(province, "27001", patient("Lò Văn Pấng", "1970-02-14", "male", "027070000909"))
+    b = create(province, "27002", patient("LO VAN PANG", "1970-02-14", "male", "027070000909"))
+    with province.read() as conn:
+        seen = review.evidence(conn, a, b)
+        with pytest.raises(review.ReviewError, match="no such patient"):
+            review.evidence(conn, a, "nope")
+    assert seen.probability == 1.0 and seen.reason == "same-id"
+    fields = {f.comparison: f.level for f in seen.fields}
+    assert fields["cccd"] == "equal" and fields["birth_date"] == "exact"

@@ -102,6 +102,23 @@ def _score(
     return _Scored(cols, ia, ib, prob, reason)
 
 
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why the model scores a pair as it does, field by field (the side-by-side page)."""
+
+    probability: float
+    reason: str  # decide.REASONS
+    fields: list[FieldWeight]
+
+
+def score_pair(conn: sa.Connection, model: Model, a: Person, b: Person, th: Thresholds) -> Evidence:
+    """One pair's probability, the rule that set it, and the weight of each field."""
+    one = np.zeros(1, np.int32)
+    scored = _score(conn, model, [a, b], one, one + 1, th)
+    why = str(REASONS[int(scored.reason[0])])
+    return Evidence(float(scored.prob[0]), why, explain(model, scored.cols, 0, 1))
+
+
 def match(
     conn: sa.Connection,
     patient: Resource,

@@ -81,6 +81,18 @@ def linked(conn: sa.Connection, a: str, b: str) -> bool:
     return len(found) == 2 and found[0] is not None and found[0] == found[1]
 
 
+def evidence(conn: sa.Connection, a: str, b: str, th: Thresholds | None = None) -> online.Evidence:
+    """The model's view of the pair now (whatever people decided); ReviewError when a record
+    is gone or no model is trained yet."""
+    people = online.load_people(conn, [a, b])
+    if {a, b} - set(people):
+        raise ReviewError("Không tìm thấy hồ sơ / no such patient record")
+    model = index.current_model(conn)
+    if model is None:
+        raise ReviewError("Chỉ mục chưa được xây dựng / the index has not been built (mpi relink)")
+    return online.score_pair(conn, model, people[a][1], people[b][1], th or Thresholds())
+
+
 def history(conn: sa.Connection, a: str, b: str) -> list[Decided]:
     """Every decision on the pair, the newest first."""
     a, b = index.ordered(a, b)
