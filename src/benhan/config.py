@@ -21,6 +21,9 @@ class Settings:
     base_url: str  # the public address of /fhir, for fullUrl and links
     max_body_bytes: int
     export_dir: Path
+    # Seconds between two runs of the index's inbox drain in the server (identity/online.py);
+    # 0 turns matching off in this process (another process, or `benhan mpi drain`, does it).
+    match_every: float = 0.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -32,6 +35,7 @@ class Settings:
             base_url=os.environ.get("BENHAN_BASE_URL", "http://127.0.0.1:8000/fhir").rstrip("/"),
             max_body_bytes=int(os.environ.get("BENHAN_MAX_BODY_BYTES", str(50 * 1024 * 1024))),
             export_dir=Path(os.environ.get("BENHAN_EXPORT_DIR", str(var / "export"))),
+            match_every=float(os.environ.get("BENHAN_MATCH_EVERY", "2")),
         )
 
 

@@ -41,10 +41,14 @@ HUB = "27000"
 SMALL = SynthConfig(seed=5, people=600, years=1, private_clinics=1, random_outbreaks=0)
 
 
-@pytest.fixture
-def province(store: Store) -> Store:
+def load_small_province(store: Store) -> Store:
     """A small province's Patients in the store, linked once by relink (which trains the model)."""
     found = generate(SMALL, Province(SMALL, []))
     to_store(store, ((code, res) for code, res in found if res["resourceType"] == "Patient"))
     relink(store, HUB)
     return store
+
+
+@pytest.fixture
+def province(store: Store) -> Store:
+    return load_small_province(store)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,6 +31,8 @@ from benhan.web import (
     visit_pages,
 )
 
+log = logging.getLogger("benhan.api")
+
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
@@ -35,7 +41,16 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not app.state.store.is_postgres:  # PostgreSQL's autovacuum keeps its own statistics
             app.state.store.analyze()
+        stop = threading.Event()
+        matching = None
+        if settings.match_every > 0:
+            matching = asyncio.create_task(_match_arrivals(app.state.store, settings, stop))
         yield
+        stop.set()
+        if matching is not None:
+            matching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await matching
         app.state.store.audit.flush()  # read events still queued are written before exit
 
     app = FastAPI(
@@ -70,3 +85,16 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     pages.mount(app)
     tune_gc()
     return app
+
+
+async def _match_arrivals(store: Store, settings: Settings, stop: threading.Event) -> None:
+    """Match every Patient written at this node as it arrives (the index's inbox drain), in a
+    worker thread so requests go on; a failed round is retried at the next one."""
+    from benhan.identity.online import drain
+
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(drain, store, settings.facility, stop=stop.is_set)
+        except Exception as exc:
+            log.error("mpi: matching round failed (%s)", type(exc).__name__)  # no patient data
+        await asyncio.sleep(settings.match_every)

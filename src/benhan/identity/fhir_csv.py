@@ -22,13 +22,17 @@ _IDS = {systems.CCCD: "cccd", systems.CMND: "cmnd", systems.BHYT: "bhyt"}
 
 def patient_row(patient: dict[str, Any]) -> dict[str, str]:
     """One Patient as a flat row: the official (else first) name, identifiers by system, the
-    first phone, the home commune's code (else its name) and address line."""
+    first phone, the home commune's code (else its name, district and province) and address
+    line."""
     row = dict.fromkeys(["patient_id", *COLUMNS], "")
     row["patient_id"] = patient.get("id", "")
     names = patient.get("name") or [{}]
     name = next((n for n in names if n.get("use") == "official"), names[0])
     row["family"] = name.get("family", "")
     row["given"] = " ".join(name.get("given", []))
+    if not row["family"] and not row["given"]:  # only the text: "NGUYEN THI HUONG", family first
+        family, _, given = (name.get("text") or "").strip().partition(" ")
+        row["family"], row["given"] = family, given.strip()
     row["birth_date"] = patient.get("birthDate", "")
     row["sex"] = patient.get("gender", "")
     for ident in patient.get("identifier", []):
@@ -41,7 +45,10 @@ def patient_row(patient: dict[str, Any]) -> dict[str, str]:
     addr = next((a for a in addresses if a.get("use") == "home"), addresses[0])
     codes = [e["valueCode"] for e in addr.get("extension", [])
              if e.get("url") == systems.COMMUNE_CODE_EXT and "valueCode" in e]  # fmt: skip
-    row["commune"] = codes[0] if codes else addr.get("city", "")
+    # Without a code, the names as a record of either side of the 2025 reform writes them
+    # (an old one with its district), for normalise_commune to read as the 2025 unit.
+    names = [addr.get(k, "") for k in ("city", "district", "state")]
+    row["commune"] = codes[0] if codes else ", ".join(n for n in names if n) if names[0] else ""
     row["address"] = " ".join(addr.get("line", []))
     return row
 

@@ -177,9 +177,11 @@ def drain(
     thresholds: Thresholds | None = None,
     batch: int = 200,
     progress: Callable[[int], None] | None = None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Drained:
-    """Match every queued Patient, a batch per transaction, until the inbox is empty. Before the
-    first model exists, a relink indexes everything at once (and trains the model)."""
+    """Match every queued Patient, a batch per transaction, until the inbox is empty (or `stop`
+    says so between batches). Before the first model exists, a relink indexes everything at
+    once (and trains the model)."""
     th = thresholds or Thresholds()
     out = Drained()
     with store.read() as conn:
@@ -190,7 +192,7 @@ def drain(
     if not has_model:
         out.trained, out.linked = True, relink(store, facility, thresholds=th)
         out.records = waiting
-    while True:
+    while not stop():
         with store.begin() as conn:
             q = sa.select(mpi_inbox.c.patient_id, mpi_inbox.c.version_id).limit(batch)
             if conn.dialect.name == "postgresql":

@@ -133,6 +133,10 @@ def _resource(rtype: str) -> dict[str, Any]:
                 "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
             },
             {
+                "name": "match",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match",
+            },
+            {
                 "name": "export",
                 "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
             },
