@@ -267,6 +267,10 @@ def import_(
     with _bytes_progress(sum(f.stat().st_size for f in files), "nhập / importing") as advance:
         report = import_files(store, cfg.facility, cfg.base_url, files, advance)
     _print_import(report)
+    if report.stored.get("Patient"):
+        from benhan.identity.commands import match_arrivals
+
+        match_arrivals(store, cfg.facility)  # imported people join the provincial record now
     if report.errors:
         raise typer.Exit(1)
 

@@ -1,4 +1,5 @@
-"""`benhan mpi …`: batch record linkage of a CSV (`dedupe`), and Patients → CSV (`fhir-csv`)."""
+"""`benhan mpi …`: batch record linkage of a CSV (`dedupe`), Patients → CSV (`fhir-csv`), the
+hub's index rebuilt (`relink`) or brought up to date with what was written (`drain`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -21,6 +23,7 @@ from benhan.identity.decide import REASONS, Thresholds
 from benhan.identity.dedupe import Linkage, link
 from benhan.identity.evaluate import Evaluation, evaluate, read_truth
 from benhan.identity.table import TableError, parse_field, read_table
+from benhan.store.database import Store
 
 mpi_app = typer.Typer(help="Chỉ mục bệnh nhân / master patient index", no_args_is_help=True)
 console = Console(stderr=True)
@@ -197,4 +200,39 @@ def relink(
         f"{done.unchanged:,}, xoá / deleted {done.deleted:,}); cần xem xét / review queue "
         f"{done.review:,}; xung đột / conflicts {done.conflicts:,}, liên kết bị từ chối / "
         f"links refused {done.refused:,}; {time.perf_counter() - start:.1f} s"
+    )
+
+
+@mpi_app.command()
+def drain() -> None:
+    """Đối chiếu bệnh nhân mới ghi / match the Patients written since the last match."""
+    from benhan.config import Settings
+    from benhan.store.database import open_store
+
+    cfg = Settings.from_env()
+    store = open_store(cfg.database_url)
+    store.create_schema()
+    match_arrivals(store, cfg.facility)
+    store.dispose()
+
+
+def match_arrivals(store: Store, facility: str) -> None:
+    """Drain the index's inbox with a progress bar and say what changed (also after import)."""
+    from benhan.identity.online import drain as run
+    from benhan.store.schema import mpi_inbox
+
+    with store.read() as conn:
+        waiting = conn.execute(sa.select(sa.func.count()).select_from(mpi_inbox)).scalar_one()
+    if not waiting:
+        console.print("không có bệnh nhân chờ đối chiếu / no patients waiting to be matched")
+        return
+    start = time.perf_counter()
+    with _steps() as step:
+        done = run(store, facility, progress=step("đối chiếu / matching", waiting))
+    p = done.linked
+    how = "liên kết lại toàn bộ / full relink (first model)" if done.trained else "online"
+    console.print(
+        f"{done.records:,} bản ghi đã đối chiếu / records matched ({how}): người / persons "
+        f"mới / new {p.created:,}, sửa / updated {p.updated:,}, xoá / deleted {p.deleted:,}; "
+        f"cần xem xét / in review {done.review:,}; {time.perf_counter() - start:.1f} s"
     )
