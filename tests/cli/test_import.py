@@ -56,10 +56,10 @@ def test_import_bulk_ndjson_then_again(env: Store) -> None:
     text = enc[0] if isinstance(enc[0], str) else orjson.dumps(enc[0]).decode()
     assert "?identifier=" not in text and "Practitioner/" in text
     assert "unresolved" not in result.output  # every reference in this export resolves
-    assert "10 bản ghi đã đối chiếu / records matched" in " ".join(result.output.split())
+    assert "13 bản ghi đã đối chiếu / records matched" in " ".join(result.output.split())
     with env.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM mpi_inbox").scalar() == 0
-        assert conn.exec_driver_sql("SELECT count(*) FROM mpi_record").scalar() == 10
+        assert conn.exec_driver_sql("SELECT count(*) FROM mpi_record").scalar() == 13
     again = runner.invoke(app, ["import", str(folder)])
     assert again.exit_code == 0, again.output
     assert "7,160" in again.output  # all unchanged
