@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -137,3 +139,35 @@ def test_every_write_path_queues_patients_for_matching(store: Store) -> None:
     with store.read() as conn:
         rows = conn.execute(sa.select(mpi_inbox.c.patient_id, mpi_inbox.c.version_id)).all()
     assert sorted(rows) == [(pid, 1), (pid, 2)]
+
+
+def test_an_absurdly_long_name_is_indexed_on_every_backend(province: Store) -> None:
+    long = patient("Nguyễn " + "Văn" * 400 + " Nam", "1990-01-01", "male")
+    a = create(province, "27001", long)
+    b = create(province, "27002", long)
+    assert online.drain(province, HUB).failed == 0
+    with province.read() as conn:
+        keys = index.indexed(conn, [a])[a]["keys"]
+        assert all(len(k) <= index.KEY_MAX for k in keys)
+        assert b in index.candidates(conn, keys)
+
+
+def test_one_record_that_cannot_be_matched_does_not_stop_the_others(
+    province: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = create(province, "27001", patient("Cù Thị Lý", "1984-04-04", "female", "027184000777"))
+    bad = create(province, "27002", patient("Cù Văn Sáu", "1960-06-06", "male"))
+    twin = create(province, "27003", patient("CU THI LY", "1984-04-04", "female", "027184000777"))
+    real = online.reindex
+
+    def broken(conn: sa.Connection, facility: str, written: set[str], *rest: Any) -> int:
+        if bad in written:
+            raise RuntimeError("boom")
+        return real(conn, facility, written, *rest)
+
+    monkeypatch.setattr(online, "reindex", broken)
+    done = online.drain(province, HUB, batch=10)
+    assert done.failed == 1 and done.records == 2
+    assert any({good, twin} <= set(members(p)) for p in persons(province))
+    with province.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(mpi_inbox)).scalar_one() == 0

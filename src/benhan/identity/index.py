@@ -7,6 +7,7 @@ record finds the records batch linkage would have paired it with by one indexed 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,7 @@ TERM_KINDS = ("family", "middle", "given")
 TOTAL = "#"  # mpi_term kind holding each kind's total
 BLOCK_CAP = 1000  # as in batch linkage: a key shared by more records says too little to pair on
 SEP = "\x1f"
+KEY_MAX, TERM_MAX = 400, 200  # the lengths of mpi_key.key and mpi_term.value
 
 
 def part_values(p: Person) -> dict[str, str | None]:
@@ -58,7 +60,7 @@ def keys_of(p: Person) -> list[str]:
     for rule in DEFAULT_RULES:
         parts = [values[x] for x in rule.parts]
         if all(parts):
-            out.append(SEP.join([rule.name, *(v or "" for v in parts)]))
+            out.append(_fit(SEP.join([rule.name, *(v or "" for v in parts)]), KEY_MAX))
     return out
 
 
@@ -67,7 +69,15 @@ def terms_of(p: Person) -> dict[str, str]:
     out = {"family": p.name.family, "given": p.name.given}
     if p.name.given:
         out["middle"] = " ".join(p.name.middle) or "·"  # "no middle name" is a value
-    return {k: v for k, v in out.items() if v}
+    return {k: _fit(v, TERM_MAX) for k, v in out.items() if v}
+
+
+def _fit(text: str, limit: int) -> str:
+    """Text that fits its column: an overlong value (no real name is) becomes its digest, so
+    it still equals exactly what equals it."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 41] + "#" + hashlib.sha1(text.encode()).hexdigest()  # noqa: S324
 
 
 # ---- records -------------------------------------------------------------------------------
@@ -178,7 +188,7 @@ def with_population(conn: sa.Connection, cols: Columns, people: Sequence[Person]
             n = counts.get((kind, terms.get(kind, "")), 0)
             tf[i] *= n / total if total and kind in terms else 0.0
     given_count = np.asarray(
-        [counts.get(("given", w), 0) for w in cols.given_words], np.int32
+        [counts.get(("given", _fit(w, TERM_MAX)), 0) for w in cols.given_words], np.int32
     ).reshape(-1)
     return replace(cols, name_tf=tf, given_count=given_count)
 

@@ -9,6 +9,7 @@ record, the records it may match, and the members of their Persons.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -38,6 +39,7 @@ from benhan.store.schema import mpi_inbox, mpi_record, resource
 
 Grade = Literal["certain", "probable", "possible"]
 POSSIBLE = 0.5  # the desk sees a candidate as likely as not; the review queue starts higher
+log = logging.getLogger("benhan.mpi")
 MAX_GROUP = 200  # records reclustered at once: a chain of shared phones must not grow without end
 
 
@@ -168,6 +170,7 @@ class Drained:
     trained: bool = False  # no model yet: a full relink ran instead
     linked: Relink = field(default_factory=Relink)  # Person changes
     review: int = 0  # pairs put in the review queue
+    failed: int = 0  # records that could not be matched (left for the next relink)
 
 
 def drain(
@@ -193,27 +196,64 @@ def drain(
         out.trained, out.linked = True, relink(store, facility, thresholds=th)
         out.records = waiting
     while not stop():
-        with store.begin() as conn:
-            q = sa.select(mpi_inbox.c.patient_id, mpi_inbox.c.version_id).limit(batch)
-            if conn.dialect.name == "postgresql":
-                q = q.with_for_update(skip_locked=True)  # two drainers share the work
-            rows = conn.execute(q).all()
-            if not rows:
-                break
-            model = index.current_model(conn)
-            assert model is not None
-            out.review += reindex(conn, facility, {r[0] for r in rows}, model, th, out.linked)
-            conn.execute(
-                mpi_inbox.delete().where(
-                    mpi_inbox.c.patient_id == sa.bindparam("p"),
-                    mpi_inbox.c.version_id == sa.bindparam("v"),
-                ),
-                [{"p": p, "v": v} for p, v in rows],
-            )
-            out.records += len(rows)
-            if progress:
-                progress(len(rows))
+        try:
+            with store.begin() as conn:
+                rows = _take(conn, batch)
+                if not rows:
+                    break
+                _match_batch(conn, facility, rows, th, out)
+        except Exception:
+            if batch == 1:
+                raise
+            _one_by_one(store, facility, th, out, batch)
+            continue
+        out.records += len(rows)
+        if progress:
+            progress(len(rows))
     return out
+
+
+def _take(conn: sa.Connection, batch: int) -> list[tuple[str, int]]:
+    q = sa.select(mpi_inbox.c.patient_id, mpi_inbox.c.version_id).limit(batch)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)  # two drainers share the work
+    return [(p, v) for p, v in conn.execute(q)]
+
+
+def _match_batch(
+    conn: sa.Connection, facility: str, rows: list[tuple[str, int]], th: Thresholds, out: Drained
+) -> None:
+    model = index.current_model(conn)
+    assert model is not None
+    out.review += reindex(conn, facility, {r[0] for r in rows}, model, th, out.linked)
+    conn.execute(
+        mpi_inbox.delete().where(
+            mpi_inbox.c.patient_id == sa.bindparam("p"),
+            mpi_inbox.c.version_id == sa.bindparam("v"),
+        ),
+        [{"p": p, "v": v} for p, v in rows],
+    )
+
+
+def _one_by_one(store: Store, facility: str, th: Thresholds, out: Drained, batch: int) -> None:
+    """A batch failed: match its records one per transaction; one that fails alone leaves the
+    inbox, counted in `out.failed` and logged by id only (the next relink indexes it)."""
+    with store.read() as conn:
+        rows = _take(conn, batch)
+    for pid, version in rows:
+        try:
+            with store.begin() as conn:
+                _match_batch(conn, facility, [(pid, version)], th, out)
+            out.records += 1
+        except Exception as exc:
+            log.error("mpi: Patient/%s could not be matched (%s)", pid, type(exc).__name__)
+            out.failed += 1
+            with store.begin() as conn:
+                conn.execute(
+                    mpi_inbox.delete().where(
+                        mpi_inbox.c.patient_id == pid, mpi_inbox.c.version_id == version
+                    )
+                )
 
 
 def reindex(
