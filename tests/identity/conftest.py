@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,10 +44,15 @@ HUB = "27000"
 SMALL = SynthConfig(seed=5, people=600, years=1, private_clinics=1, random_outbreaks=0)
 
 
+@cache
+def _small_patients() -> tuple[tuple[str, dict[str, Any]], ...]:
+    found = generate(SMALL, Province(SMALL, []))
+    return tuple((code, res) for code, res in found if res["resourceType"] == "Patient")
+
+
 def load_small_province(store: Store) -> Store:
     """A small province's Patients in the store, linked once by relink (which trains the model)."""
-    found = generate(SMALL, Province(SMALL, []))
-    to_store(store, ((code, res) for code, res in found if res["resourceType"] == "Patient"))
+    to_store(store, ((code, copy.deepcopy(res)) for code, res in _small_patients()))
     relink(store, HUB)
     return store
 

@@ -80,6 +80,13 @@ def _fit(text: str, limit: int) -> str:
     return text[: limit - 41] + "#" + hashlib.sha1(text.encode()).hexdigest()  # noqa: S324
 
 
+def lock(conn: sa.Connection) -> None:
+    """One writer of Persons at a time (drains in several server processes, a reviewer, a
+    relink), until the transaction ends; SQLite's BEGIN IMMEDIATE already serialises writers."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext("benhan-mpi"))))
+
+
 # ---- records -------------------------------------------------------------------------------
 
 

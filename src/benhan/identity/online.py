@@ -214,9 +214,8 @@ def drain(
 
 
 def _take(conn: sa.Connection, batch: int) -> list[tuple[str, int]]:
+    index.lock(conn)  # a second drainer waits, then finds what is left
     q = sa.select(mpi_inbox.c.patient_id, mpi_inbox.c.version_id).limit(batch)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)  # two drainers share the work
     return [(p, v) for p, v in conn.execute(q)]
 
 

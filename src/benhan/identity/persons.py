@@ -35,7 +35,7 @@ from benhan.identity.normalise import Person
 from benhan.identity.table import FieldSpec, Table, parse_field, person_from_row
 from benhan.store.bulk_insert import bulk_insert
 from benhan.store.database import Store
-from benhan.store.repository import Repo
+from benhan.store.repository import Repo, prepare_write, store_writes
 from benhan.store.schema import mpi_inbox, mpi_key, mpi_record, mpi_term, resource
 
 TAG = {"system": "https://benhan.vn/CodeSystem/mpi", "code": "person", "display": "MPI"}
@@ -226,22 +226,39 @@ def write_persons(
     for rid in sorted(current.keys() - wanted.keys()):
         repo.delete("Person", rid)
         out.deleted += 1
-    batch = []
-    for rid, res in wanted.items():
-        old = current.get(rid)
-        if old is not None and old.get("link") == res["link"]:
-            out.unchanged += 1
-            continue
-        batch.append(repo.prepare_update("Person", rid, res, None, "PUT", set()))
-        out.created += old is None
-        out.updated += old is not None
-        if len(batch) >= 1000:
-            repo.flush(batch)
-            batch = []
-    repo.flush(batch)
+    changed = {
+        rid: res
+        for rid, res in wanted.items()
+        if rid not in current or current[rid].get("link") != res["link"]
+    }
+    out.unchanged += len(wanted) - len(changed)
+    # The index is the only writer of its Persons (under index.lock), so versions come from
+    # what it read, and a relink of a million records writes in bulk, not one call per Person.
+    versions = {rid: int(res["meta"]["versionId"]) for rid, res in current.items()}
+    versions |= _deleted_versions(conn, [rid for rid in changed if rid not in current])
+    writes = [
+        prepare_write(res, "PUT", version=versions.get(rid, 0) + 1,
+                      created=rid not in current, facility=facility)
+        for rid, res in changed.items()
+    ]  # fmt: skip
+    for i in range(0, len(writes), 1000):
+        store_writes(conn, writes[i : i + 1000], facility)
+    out.created += sum(rid not in current for rid in changed)
+    out.updated += sum(rid in current for rid in changed)
     out.persons = len(wanted)
     records = list(among) if among is not None else [pid for pid in owner]
     _set_person_ids(conn, records, {pid: rid for rid, r in wanted.items() for pid in members(r)})
+
+
+def _deleted_versions(conn: sa.Connection, ids: list[str]) -> dict[str, int]:
+    """Versions of Persons once deleted (a cluster that comes back keeps its id)."""
+    out: dict[str, int] = {}
+    for i in range(0, len(ids), 500):
+        q = sa.select(resource.c.id, resource.c.version_id).where(
+            resource.c.rtype == "Person", resource.c.id.in_(ids[i : i + 500])
+        )
+        out.update({rid: v for rid, v in conn.execute(q)})
+    return out
 
 
 def _set_person_ids(conn: sa.Connection, records: list[str], person_of: dict[str, str]) -> None:
@@ -279,6 +296,7 @@ def relink(
             kwargs["step"] = step
         linkage = link(people, **kwargs)
     with store.begin() as conn:
+        index.lock(conn)
         edges = Edges([], [], [], [])
         band: dict[tuple[str, str], float] = {}
         if linkage is not None:

@@ -128,6 +128,7 @@ def decide(
     if a == b:
         raise ReviewError("Hai hồ sơ phải khác nhau / the two records must differ")
     a, b = index.ordered(a, b)
+    index.lock(conn)
     missing = {a, b} - set(online.load_people(conn, [a, b]))
     if missing:
         raise ReviewError(
