@@ -40,11 +40,12 @@ VISIBLE: dict[str, set[str]] = {
     "facility-admin": {"org"},
     "privacy-officer": {"pa", "org"},
     "doh-analyst": {"pa", "pb", "pc", "ea", "eb", "oa", "ob", "oc", "org", "claim"},
+    "mpi-steward": {"pa", "pb", "pc", "org"},  # every facility's Patients, nothing clinical
     "insurance-assessor": {"pa", "ea", "oa", "org", "claim"},
     "system-integrator": {"pa", "ea", "oa", "org", "claim"},
     "patient": {"pa", "pb", "ea", "eb", "oa", "ob", "org", "claim"},
 }
-ROLE_FACILITY = {"doh-analyst": "", "insurance-assessor": "", "patient": ""}
+ROLE_FACILITY = {"doh-analyst": "", "mpi-steward": "", "insurance-assessor": "", "patient": ""}
 
 
 @pytest.fixture
@@ -391,6 +392,7 @@ def test_references_to_hidden_resources_are_missing(store: Store, world: World) 
         ("pharmacist", "Observation", 403),
         ("pharmacist", "MedicationDispense", 422),  # allowed, but the body is incomplete
         ("doh-analyst", "Patient", 403),
+        ("mpi-steward", "Patient", 403),
         ("privacy-officer", "AuditEvent", 403),
         ("system-integrator", "AuditEvent", 403),
         ("patient", "Observation", 403),
@@ -481,3 +483,24 @@ def test_privacy_officers_of_both_facilities_see_a_cross_facility_look(
     assert doctor_b.name in seen_by(actor("privacy-officer", A))  # their patient was looked at
     assert doctor_b.name in seen_by(actor("privacy-officer", B))  # their staff looked
     assert doctor_b.name not in seen_by(actor("privacy-officer", "27003"))
+
+
+def test_an_identity_steward_sees_every_facilitys_patients_identified_and_no_care(
+    store: Store, world: World
+) -> None:
+    steward = who("mpi-steward", world)
+    with unit(store, steward, write=False) as repo:
+        other = repo.read("Patient", world.pb).resource  # written at B
+        withheld = repo.read("Patient", world.pc).resource
+        persons = repo.search(parse_search("Person", [], strict=True), [])
+    assert other["name"][0]["text"] == "NGUYEN THI HUONG"  # identified, not redacted
+    assert other["identifier"][0]["value"] == "027187000123"
+    assert withheld["name"][0]["text"] == "Trần Văn Bình"  # the index links every record
+    assert len(persons.matches) == 1
+    for rtype, rid in (("Observation", world.oa), ("Encounter", world.ea), ("Claim", world.claim)):
+        with pytest.raises(FhirError) as err, unit(store, steward, write=False) as repo:
+            repo.read(rtype, rid)
+        assert err.value.status == 403, rtype
+    with pytest.raises(FhirError) as err, unit(store, steward, write=False) as repo:
+        repo.search(parse_search("Encounter", [], strict=True), [])
+    assert err.value.status == 403

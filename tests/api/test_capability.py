@@ -82,4 +82,4 @@ def test_interactions_and_operations(client: TestClient, rtype: str) -> None:
     }
     assert res["conditionalDelete"] == "single" and res["versioning"] == "versioned-update"
     ops = {o["name"] for o in res.get("operation", [])}
-    assert ops == ({"everything", "export"} if rtype == "Patient" else set())
+    assert ops == ({"everything", "export", "match"} if rtype == "Patient" else set())

@@ -160,6 +160,7 @@ def test_demo_accounts_one_per_human_role(store: Store) -> None:
         ("facility-admin", "facility-admin"),
         ("privacy-officer", "privacy-officer"),
         ("doh-analyst", "doh-analyst"),
+        ("mpi-steward", "mpi-steward"),
         ("insurance-assessor", "insurance-assessor"),
         ("patient", "patient"),
     ]
@@ -187,7 +188,7 @@ def test_demo_accounts_one_per_human_role(store: Store) -> None:
     with store.begin() as conn:
         rows = set(conn.execute(sa.select(account)))
         audited = conn.scalar(sa.select(sa.func.count()).where(resource.c.rtype == "AuditEvent"))
-    assert audited == 11
+    assert audited == 12
     assert ensure_demo_accounts(store, "27001", "pt-1") == made
     with store.begin() as conn:
         assert set(conn.execute(sa.select(account))) == rows
@@ -195,7 +196,7 @@ def test_demo_accounts_one_per_human_role(store: Store) -> None:
 
 def test_demo_accounts_without_a_patient(store: Store) -> None:
     made = ensure_demo_accounts(store, "27001", None)
-    assert "patient" not in [u for u, _, _ in made] and len(made) == 10
+    assert "patient" not in [u for u, _, _ in made] and len(made) == 11
 
 
 @pytest.mark.real_argon2

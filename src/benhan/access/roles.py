@@ -1,8 +1,8 @@
 """Roles and what each may do, as data: the SMART scopes a role grants and how far it reaches.
 
 A token or a page session never gets more than its role grants (Scopes.within). The reach says
-whose rows the role sees (store/policy.py): its facility's, the province's de-identified, the
-claims', or one patient's own.
+whose rows the role sees (store/policy.py): its facility's, the province's (identified, or
+de-identified), the claims', or one patient's own.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class Reach(Enum):
         "facility"  # own facility's rows (+ treatment relationship, break-glass if clinician)
     )
     PROVINCE_DEIDENTIFIED = "province-deidentified"  # every row, without names or identifiers
+    PROVINCE = "province"  # every row, identified: the scopes keep it to the types it needs
     CLAIMS = "claims"  # claims and the encounters and results that support them
     OWN_RECORD = "own-record"  # the patient's own compartment
     EVERYTHING = "everything"  # trusted local jobs (import, synth, CLI)
@@ -237,6 +238,15 @@ ROLES: dict[str, Role] = {
                 | set(DIRECTORY)
                 | set(CLAIMS),
             },
+        ),
+        # Resolves the provincial index's possible matches: must see both records of a pair,
+        # whatever facility wrote them, and nothing of the care itself.
+        _role(
+            "mpi-steward",
+            "Cán bộ quản lý định danh người bệnh",
+            "Patient identity steward",
+            Reach.PROVINCE,
+            {"rs": {"Patient", "Person"} | set(DIRECTORY)},
         ),
         _role(
             "insurance-assessor",

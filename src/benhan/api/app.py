@@ -24,6 +24,7 @@ from benhan.web import (
     desk_pages,
     kiosk_pages,
     login_pages,
+    mpi_pages,
     pages,
     privacy_pages,
     queue_pages,
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         clinician_pages,
         visit_pages,
         results_pages,
+        mpi_pages,
     ):
         app.include_router(pages_router.router)
     pages.mount(app)

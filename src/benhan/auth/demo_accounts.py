@@ -25,7 +25,7 @@ FACILITY_ROLES = (
     "facility-admin",
     "privacy-officer",
 )
-PROVINCE_ROLES = ("doh-analyst", "insurance-assessor")
+PROVINCE_ROLES = ("doh-analyst", "mpi-steward", "insurance-assessor")
 # Clinicians sign what they write: their accounts are linked to a Practitioner of the facility.
 PRACTITIONERS = {
     "doctor": ("Nguyễn Văn", "An", "BS", "MD"),
@@ -61,8 +61,9 @@ def ensure_demo_accounts(
     """(username, password, role) of the demo accounts, creating those that are missing.
 
     The username is the role's code (`doctor`, `privacy-officer`…); staff work at `facility`,
-    the DoH analyst and the insurance assessor at province level, and `patient` is linked to
-    `patient_id` (left out when None). An account that already exists is left as it is.
+    the DoH analyst, the identity steward and the insurance assessor at province level, and
+    `patient` is linked to `patient_id` (left out when None). An account that already exists is
+    left as it is.
     """
     wanted: list[tuple[str, str, str | None]] = [(code, facility, None) for code in FACILITY_ROLES]
     wanted += [(code, "", None) for code in PROVINCE_ROLES]

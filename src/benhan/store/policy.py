@@ -12,6 +12,7 @@ existence never shows (STYLE.md §2.1, Medplum's addSecurityFilters).
   consent or not;
 - a privacy officer sees the audit trail of the facility's staff and of its patients;
 - a DoH analyst sees every row, de-identified (redact());
+- an identity steward sees every row its scopes name (Patients and Persons), identified;
 - an insurance assessor sees claims and what supports them;
 - a patient sees their own record.
 """
@@ -96,8 +97,8 @@ class Policy:
             directory = sa.and_(c.patient_key.is_(None), c.rtype.in_(sorted(DIRECTORY)))
         else:
             directory = c.patient_key.is_(None) if rtype in DIRECTORY else sa.false()
-        if reach is Reach.PROVINCE_DEIDENTIFIED:
-            return None
+        if reach in (Reach.PROVINCE_DEIDENTIFIED, Reach.PROVINCE):
+            return None  # every facility's rows; the scopes' type rule still applies
         if reach is Reach.OWN_RECORD:
             pid = (self.actor.patient or "").removeprefix("Patient/")
             mine = same_person(sa.select(sa.literal(pid)))
