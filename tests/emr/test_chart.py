@@ -26,7 +26,7 @@ from benhan.store.unit import unit
 from benhan.synth.output import to_store
 from benhan.synth.province import Province, SynthConfig, generate
 from tests.conftest import FROZEN
-from tests.emr.world import OTHER_FACILITY, Place, create, person, place, visit
+from tests.emr.world import FACILITY, OTHER_FACILITY, Place, create, person, place, visit
 
 TODAY = FROZEN.date()
 XHTML = '<div xmlns="http://www.w3.org/1999/xhtml">'
@@ -51,7 +51,15 @@ def _subject(pid: str, eid: str, when: str) -> dict[str, Any]:
     }
 
 
-def lab(store: Store, pid: str, eid: str, when: str, value: float, flag: str | None) -> str:
+def lab(
+    store: Store,
+    pid: str,
+    eid: str,
+    when: str,
+    value: float,
+    flag: str | None,
+    facility: str = FACILITY,
+) -> str:
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "status": "final",
@@ -68,7 +76,7 @@ def lab(store: Store, pid: str, eid: str, when: str, value: float, flag: str | N
     }
     if flag:
         obs["interpretation"] = [{"coding": [{"system": sy.OBS_INTERPRETATION, "code": flag}]}]
-    return create(store, obs)
+    return create(store, obs, facility)
 
 
 def vital(store: Store, pid: str, eid: str, when: str, code: str, value: float, unit: str) -> str:
@@ -105,7 +113,15 @@ def bp(store: Store, pid: str, eid: str, when: str, systolic: int, diastolic: in
     )
 
 
-def condition(store: Store, pid: str, eid: str, code: str, status: str, recorded: str) -> str:
+def condition(
+    store: Store,
+    pid: str,
+    eid: str,
+    code: str,
+    status: str,
+    recorded: str,
+    facility: str = FACILITY,
+) -> str:
     return create(
         store,
         {
@@ -119,10 +135,19 @@ def condition(store: Store, pid: str, eid: str, code: str, status: str, recorded
             "encounter": ref(f"Encounter/{eid}"),
             "recordedDate": recorded,
         },
+        facility,
     )
 
 
-def medication(store: Store, pid: str, eid: str, name: str, status: str, authored: str) -> str:
+def medication(
+    store: Store,
+    pid: str,
+    eid: str,
+    name: str,
+    status: str,
+    authored: str,
+    facility: str = FACILITY,
+) -> str:
     return create(
         store,
         {
@@ -146,6 +171,7 @@ def medication(store: Store, pid: str, eid: str, name: str, status: str, authore
                 "expectedSupplyDuration": {"value": 7, "unit": "d", "system": sy.UCUM, "code": "d"},
             },
         },
+        facility,
     )
 
 
@@ -548,3 +574,87 @@ def test_the_chart_holds_every_facility_the_index_links_the_person_to(store: Sto
     (seen,) = [v for v in c.timeline.visits if v.id == old]
     assert seen.facility == "Trạm Y tế xã Phù Chẩn"  # marked by where it happened
     assert [p.value for t in c.results for p in t.points] == [7.5]
+
+
+def test_entries_of_two_facilities_are_marked_and_the_timeline_is_in_date_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = place(store)
+    there = place(store, OTHER_FACILITY, "Trạm Y tế xã Phù Chẩn")
+    pid = person(store)
+    elsewhere = person(store, name="Nguyen Thi Huong", facility=OTHER_FACILITY)  # same CCCD
+    today = visit(store, here, pid, arrived=day(0, hour=6))  # under way here
+    visits = {  # days ago → (visit, facility), the two facilities' visits interleaved
+        d: (visit(store, where, p, arrived=day(d), status="finished"), where.facility)
+        for d, where, p in ((100, here, pid), (60, there, elsewhere), (30, here, pid))
+    }
+    (v100, _), (v60, _), (v30, _) = visits.values()
+    condition(store, elsewhere, v60, "I10", "active", stamp(day(60)), OTHER_FACILITY)
+    condition(store, pid, v30, "I10", "active", stamp(day(30)))
+    condition(store, elsewhere, v60, "J45", "active", stamp(day(60)), OTHER_FACILITY)
+    medication(store, elsewhere, v60, "Salbutamol 2mg", "active", stamp(day(60)), OTHER_FACILITY)
+    medication(store, pid, v30, "Amlodipin 5mg", "active", stamp(day(30)))
+    lab(store, pid, v100, stamp(day(100)), 5.0, "N")
+    lab(store, elsewhere, v60, stamp(day(60)), 6.0, "N", OTHER_FACILITY)  # the latest result
+    relink(store, "27000")  # the index finds one person in the two records
+
+    searched: list[str] = []
+    search = Repo.search
+
+    def counted(self: Repo, sreq: Any, names: list[str]) -> Any:
+        searched.append(str(sreq.rtype))
+        return search(self, sreq, names)
+
+    monkeypatch.setattr(Repo, "search", counted)
+    c = read_chart(store, pid)
+    assert searched.count("Organization") == 1  # every facility's name in one directory search
+
+    assert [(v.id, v.source, v.facility) for v in c.timeline.visits] == [
+        (today, FACILITY, "Bệnh viện Đa khoa A"),
+        (v30, FACILITY, "Bệnh viện Đa khoa A"),
+        (v60, OTHER_FACILITY, "Trạm Y tế xã Phù Chẩn"),
+        (v100, FACILITY, "Bệnh viện Đa khoa A"),
+    ]
+    starts = [v.start for v in c.timeline.visits]
+    assert starts == sorted(starts, reverse=True)
+    f = c.facilities
+    assert f.other(OTHER_FACILITY) and not f.other(FACILITY) and not f.other("")
+    assert f.name(OTHER_FACILITY) == "Trạm Y tế xã Phù Chẩn"
+    assert {p.code: p.sources for p in c.problems} == {
+        "I10": (FACILITY, OTHER_FACILITY),  # recorded at both, most recently here
+        "J45": (OTHER_FACILITY,),
+    }
+    assert {m.name: m.source for m in c.medicines} == {
+        "Salbutamol 2mg": OTHER_FACILITY,
+        "Amlodipin 5mg": FACILITY,
+    }
+    (trend,) = c.results
+    assert trend.last.source == OTHER_FACILITY and trend.last.value == 6.0
+    assert [p.source for p in trend.points] == [FACILITY, OTHER_FACILITY]
+
+    with unit(store, clinician(), write=False) as repo:  # the next page's own lookup
+        page = timeline(repo, ch.linked(repo, pid), 2)
+    assert [(v.id, v.facility) for v in page.visits] == [
+        (v60, "Trạm Y tế xã Phù Chẩn"),
+        (v100, "Bệnh viện Đa khoa A"),
+    ]
+    assert page.facilities.other(OTHER_FACILITY)
+
+
+def test_a_facility_missing_from_the_directory_shows_its_code(store: Store) -> None:
+    here = place(store)
+    pid = person(store)
+    visit(store, here, pid, arrived=day(0, hour=6))
+    with store.begin() as conn:  # a record a province job relayed from a facility not registered
+        Repo(conn, Actor.job("", "test")).create(
+            {
+                "resourceType": "AllergyIntolerance",
+                "meta": {"source": sy.facility_source("27099")},
+                "code": {"text": "Penicillin"},
+                "patient": ref(f"Patient/{pid}"),
+            }
+        )
+    c = read_chart(store, pid)
+    (allergy,) = c.allergies
+    assert allergy.source == "27099" and c.facilities.name("27099") == "27099"
+    assert c.facilities.other("27099")

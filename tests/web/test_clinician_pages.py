@@ -13,6 +13,7 @@ from benhan.emr import model
 from benhan.emr.chart import PAGE, Point
 from benhan.emr.model import ref, stamp
 from benhan.fhir import systems as sy
+from benhan.identity.persons import relink
 from benhan.store.database import Store
 from benhan.store.repository import Repo
 from benhan.web.clinician_pages import day, sparkline
@@ -113,6 +114,50 @@ def test_chart_shows_allergy_band_flags_and_sparkline(
     assert "I10" in r.text
     assert "Chụp X-quang ngực thẳng</strong>: Bóng tim không to &lt;b&gt;" in r.text
     assert "style=" not in r.text and "<script>" not in r.text  # the CSP forbids both
+
+
+def test_chart_marks_another_facilitys_entries_with_its_name_in_date_order(
+    anon: TestClient, sign_in: SignIn, web_store: Store, world: tuple[Place, str, str]
+) -> None:
+    where, pid, today = world  # she is waiting at A (Bệnh viện Đa khoa A) today
+    there = place(web_store, OTHER_FACILITY, "Trạm Y tế xã Phù Chẩn")
+    elsewhere = person(web_store, name="Nguyen Thi Huong", facility=OTHER_FACILITY)  # same CCCD
+    old_here = visit(web_store, where, pid, arrived=FROZEN - timedelta(days=30), status="finished")
+    at = FROZEN - timedelta(days=10)
+    old_there = visit(web_store, there, elsewhere, arrived=at, status="finished")
+    tc.condition(web_store, elsewhere, old_there, "J45", "active", stamp(at), OTHER_FACILITY)
+    tc.medication(
+        web_store, elsewhere, old_there, "Salbutamol 2mg", "active", stamp(at), OTHER_FACILITY
+    )
+    tc.lab(web_store, elsewhere, old_there, stamp(at), 6.0, "N", OTHER_FACILITY)
+    tc.condition(web_store, pid, old_here, "I10", "active", stamp(FROZEN - timedelta(days=30)))
+    relink(web_store, "27000")  # the provincial index links her two records
+    sign_in("bs.an", "doctor")
+    r = anon.get(f"/chart/{pid}")
+    assert r.status_code == 200, r.text
+    body = r.text.split('id="visits"', 1)[1].split("</tbody>", 1)[0]
+    rows = {
+        eid: row
+        for row in body.split("<tr")[1:]
+        for eid in re.findall(r"/print/visit/([\w-]+)", row)
+    }
+    assert list(rows) == [today, old_there, old_here]  # newest first, across facilities
+    badge = 'class="badge origin"><span class="visually-hidden">Ghi nhận tại cơ sở khác: </span>'
+    assert f"{badge}Trạm Y tế xã Phù Chẩn</span>" in rows[old_there]
+    for mine in (today, old_here):
+        assert "Bệnh viện Đa khoa A" in rows[mine] and "badge origin" not in rows[mine]
+    problems = r.text.split('id="h-problems"', 1)[1].split("</section>", 1)[0]
+    j45, i10 = (problems.split(code, 1)[1].split("</li>", 1)[0] for code in ("J45", "I10"))
+    assert "Trạm Y tế xã Phù Chẩn" in j45 and "badge origin" not in i10
+    meds = r.text.split('id="h-meds"', 1)[1].split("</section>", 1)[0]
+    assert "Salbutamol 2mg" in meds and f"{badge}Trạm Y tế xã Phù Chẩn" in meds
+    results = r.text.split('id="h-results"', 1)[1].split("</section>", 1)[0]
+    assert f"{badge}Trạm Y tế xã Phù Chẩn" in results
+    anon.cookies.set("lang", "en")
+    assert (
+        "Recorded at another facility: </span>Trạm Y tế xã Phù Chẩn"
+        in anon.get(f"/chart/{pid}").text
+    )
 
 
 def test_chart_timeline_pages_with_xem_them(

@@ -23,6 +23,7 @@ from benhan.access import Actor
 from benhan.fhir.definitions import Resource, resource_types
 from benhan.fhir.outcome import FhirError
 from benhan.fhir.primitives import split_ref
+from benhan.fhir.systems import facility_source
 from benhan.rest.bundle import process
 from benhan.rest.operations import OPERATIONS
 from benhan.rest.router import Context, is_conditional, resolve_conditional
@@ -146,7 +147,7 @@ class _Job:
         try:
             res = self.resolve_conditional(ctx, res)
             have = current.get(key)
-            if have and not have[1] and _same(have[2], res):
+            if have and not have[1] and _same(have[2], res, self.facility):
                 self.report.unchanged += 1
                 return None
             version = have[0] + 1 if have else 1
@@ -245,18 +246,27 @@ def _current(
     return out
 
 
-def _same(stored: Resource | None, new: Resource) -> bool:
+def _same(stored: Resource | None, new: Resource, facility: str) -> bool:
+    """Whether `new`, written by `facility`, would store what is stored already."""
     if stored is None:
         return False
     strip = ("meta",)
     a = {k: v for k, v in stored.items() if k not in strip}
     b = {k: v for k, v in new.items() if k not in strip}
-    return a == b and _meta_tags(stored) == _meta_tags(new)
+    return a == b and _meta_tags(stored) == _meta_tags(new, facility)
 
 
-def _meta_tags(res: Resource) -> Any:
-    meta = res.get("meta") or {}
-    return {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+def _meta_tags(res: Resource, facility: str = "") -> Any:
+    """The meta a client controls; with `facility`, the meta.source the write would stamp."""
+    meta = res.get("meta")
+    out = {
+        k: v
+        for k, v in (meta if isinstance(meta, dict) else {}).items()
+        if k not in ("versionId", "lastUpdated")
+    }
+    if facility:
+        out.setdefault("source", facility_source(facility))
+    return out
 
 
 def _note_refs(res: Resource, seen: set[str]) -> None:

@@ -5,13 +5,15 @@ history costs the same number of queries as a new patient's. Measured on the sto
 the patient alone is a few ms, while adding a common token (category=vital-signs,
 status=completed) or `_total=accurate` costs 50–300 ms on a big province, and so does an
 `_include` of Location or Organization; so the chart filters those tokens in Python, asks for
-no total, and looks places up by `_id`.
+no total, and looks places up by `_id`. Each entry keeps the facility it was recorded at (its
+meta.source); the facilities' names are read at the end, in one search for the whole chart.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -52,10 +54,27 @@ class Person:
 
 
 @dataclass(frozen=True)
+class Facilities:
+    """Where a chart's entries were recorded: facility names by MA_CSKCB (read from the directory
+    in one search) and the user's own facility, whose entries need no mark."""
+
+    here: str
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def name(self, code: str, fallback: str = "") -> str:
+        return self.names.get(code) or fallback or code
+
+    def other(self, code: str) -> bool:
+        """Recorded at another facility (a linked record): the page marks it with the name."""
+        return bool(code) and code != self.here
+
+
+@dataclass(frozen=True)
 class Allergy:
     substance: str
     criticality: str  # low | high | unable-to-assess | ""
     reactions: tuple[str, ...]
+    source: str = ""  # MA_CSKCB of the facility that recorded it ("" if unknown)
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,7 @@ class Problem:
     since: str  # the earliest recorded date read
     last: str
     times: int  # how many visits recorded it (of those read)
+    sources: tuple[str, ...] = ()  # the facilities that recorded it, most recent first
 
 
 @dataclass(frozen=True)
@@ -80,6 +100,7 @@ class Medicine:
     status: str
     authored: str  # date
     note: str
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,7 @@ class Point:
     value: float | None
     text: str  # value and unit as shown
     flag: str  # H | L | A | N | ""
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,11 +127,12 @@ class Trend:
 class Visit:
     id: str
     start: str  # dateTime
-    facility: str
+    facility: str  # its name
     clinic: str
     type: str
     diagnosis: str
     status: str
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +140,7 @@ class Timeline:
     visits: tuple[Visit, ...]
     offset: int
     next_offset: int | None
+    facilities: Facilities = Facilities("")
 
 
 @dataclass(frozen=True)
@@ -127,6 +151,7 @@ class Imaging:
     name: str
     conclusion: str
     corrected: bool
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,6 +165,7 @@ class Chart:
     vitals: tuple[Trend, ...]
     imaging: tuple[Imaging, ...]
     timeline: Timeline
+    facilities: Facilities
 
 
 # ---------------------------------------------------------------- reading FHIR values
@@ -240,9 +266,14 @@ def _when(obs: Resource) -> str:
     )
 
 
+def source(res: Resource) -> str:
+    """The MA_CSKCB of the facility that recorded `res`, "" when its meta.source names none."""
+    return sy.source_facility(res) or ""
+
+
 def point(obs: Resource) -> Point:
     value, text = _value(obs)
-    return Point(_when(obs), value, text, _flag(obs, value))
+    return Point(_when(obs), value, text, _flag(obs, value), source(obs))
 
 
 # ---------------------------------------------------------------- the person
@@ -345,7 +376,7 @@ def chart(repo: Repo, patient_id: str, today: date, offset: int = 0) -> Chart:
     labs = [o for o in observations if "laboratory" in _categories(o)]
     vitals = [o for o in observations if "vital-signs" in _categories(o)]
     active, recent = medicines(repo, patients)
-    return Chart(
+    c = Chart(
         person=person(repo, patient, today),
         allergies=allergies(repo, patients),
         problems=problems(repo, patients),
@@ -354,8 +385,35 @@ def chart(repo: Repo, patient_id: str, today: date, offset: int = 0) -> Chart:
         results=trends(labs),
         vitals=vital_trends(vitals),
         imaging=imaging(repo, patients),
-        timeline=timeline(repo, patients, offset),
+        timeline=_timeline(repo, patients, offset),
+        facilities=Facilities(repo.facility),
     )
+    found = facilities(repo, _sources(c))
+    return replace(c, timeline=_named(c.timeline, found), facilities=found)
+
+
+def _sources(c: Chart) -> set[str]:
+    """The facilities a chart's entries come from."""
+    entries: list[Any] = [*c.allergies, *c.medicines, *c.recent_medicines, *c.imaging]
+    entries += [*c.timeline.visits, *(t.last for t in (*c.results, *c.vitals))]
+    return {e.source for e in entries} | {s for p in c.problems for s in p.sources}
+
+
+def facilities(repo: Repo, codes: Iterable[str]) -> Facilities:
+    """The names of these facilities (MA_CSKCB codes), in one directory search."""
+    wanted = sorted({c for c in codes if c})
+    if not wanted:
+        return Facilities(repo.facility)
+    value = ",".join(f"{sy.MA_CSKCB}|{c}" for c in wanted)
+    found = search_all(
+        repo, "Organization", [("identifier", value), ("_count", str(4 * len(wanted)))]
+    )
+    names: dict[str, str] = {}
+    for org in found:
+        code = _identifier(org, sy.MA_CSKCB).get("value", "")
+        if code in wanted and org.get("name"):
+            names.setdefault(code, str(org["name"]))
+    return Facilities(repo.facility, names)
 
 
 def _categories(res: Resource) -> list[str]:
@@ -375,6 +433,7 @@ def imaging(repo: Repo, patients: str) -> tuple[Imaging, ...]:
             concept_text(r.get("code")),
             str(r.get("conclusion", "")),
             r.get("status") == "corrected",
+            source(r),
         )
         for r in found
         if "RAD" in _categories(r)
@@ -401,7 +460,8 @@ def allergies(repo: Repo, patients: str) -> tuple[Allergy, ...]:
             for m in r.get("manifestation", [])
             if concept_text(m)
         )
-        out.append(Allergy(concept_text(a.get("code")) or "?", a.get("criticality", ""), reactions))
+        substance = concept_text(a.get("code")) or "?"
+        out.append(Allergy(substance, a.get("criticality", ""), reactions, source(a)))
     return tuple(out)
 
 
@@ -423,7 +483,8 @@ def problems(repo: Repo, patients: str) -> tuple[Problem, ...]:
         dates = sorted(_day(c.get("onsetDateTime") or c.get("recordedDate")) for c in items)
         coding = _coding(items[0].get("code"), sy.ICD10_VN)
         name = str(coding.get("display") or concept_text(items[0].get("code")))
-        out.append(Problem(code if coding else "", name, dates[0], dates[-1], len(items)))
+        sources = tuple(dict.fromkeys(s for c in items if (s := source(c))))
+        out.append(Problem(code if coding else "", name, dates[0], dates[-1], len(items), sources))
     return tuple(out)
 
 
@@ -455,6 +516,7 @@ def medicine(m: Resource) -> Medicine:
         status=m.get("status", ""),
         authored=_day(m.get("authoredOn")),
         note="; ".join(n for n in notes if n),
+        source=source(m),
     )
 
 
@@ -505,9 +567,10 @@ def vital_point(obs: Resource) -> Point:
         }
         sys_v, dia_v = parts.get(SYSTOLIC), parts.get(DIASTOLIC)
         if sys_v is None or dia_v is None:
-            return Point(_when(obs), None, "", "")
+            return Point(_when(obs), None, "", "", source(obs))
         flag = "H" if sys_v >= 140 or dia_v >= 90 else "L" if sys_v < 90 else "N"
-        return Point(_when(obs), float(sys_v), f"{_number(sys_v)}/{_number(dia_v)} mmHg", flag)
+        text = f"{_number(sys_v)}/{_number(dia_v)} mmHg"
+        return Point(_when(obs), float(sys_v), text, flag, source(obs))
     p = point(obs)
     if p.flag or p.value is None:
         return p
@@ -521,7 +584,7 @@ def vital_point(obs: Resource) -> Point:
         if p.value < limits[0]
         else "N"
     )
-    return Point(p.when, p.value, p.text.replace("Cel", "°C"), flag)
+    return Point(p.when, p.value, p.text.replace("Cel", "°C"), flag, p.source)
 
 
 def vital_trends(observations: list[Resource]) -> tuple[Trend, ...]:
@@ -583,8 +646,11 @@ def name_of(included: dict[str, Resource], reference: dict[str, Any] | None) -> 
 
 
 def places(repo: Repo, encounters: list[Resource]) -> dict[str, Resource]:
-    """The clinics and facilities of a page of encounters: two searches by `_id`."""
-    refs = {(e.get("serviceProvider") or {}).get("reference", "") for e in encounters}
+    """The clinics of a page of encounters, and the facilities of those that do not say where
+    they were recorded (facilities() names the others): searches by `_id`."""
+    refs = {
+        (e.get("serviceProvider") or {}).get("reference", "") for e in encounters if not source(e)
+    }
     refs |= {
         (loc.get("location") or {}).get("reference", "")
         for e in encounters
@@ -594,7 +660,19 @@ def places(repo: Repo, encounters: list[Resource]) -> dict[str, Resource]:
 
 
 def timeline(repo: Repo, patients: str, offset: int) -> Timeline:
-    """One page of the patient's encounters, newest first, with their places and diagnoses."""
+    """One page of the patient's encounters, newest first across facilities, with their places,
+    diagnoses and the facilities' names."""
+    page = _timeline(repo, patients, offset)
+    return _named(page, facilities(repo, (v.source for v in page.visits)))
+
+
+def _named(page: Timeline, names: Facilities) -> Timeline:
+    visits = tuple(replace(v, facility=names.name(v.source, v.facility)) for v in page.visits)
+    return replace(page, visits=visits, facilities=names)
+
+
+def _timeline(repo: Repo, patients: str, offset: int) -> Timeline:
+    """timeline() before the facilities' names are read."""
     found, _, more = search_page(
         repo,
         "Encounter",
@@ -616,6 +694,7 @@ def timeline(repo: Repo, patients: str, offset: int) -> Timeline:
             type=concept_text((e.get("type") or [{}])[0]),
             diagnosis=_main_diagnosis(e, conditions),
             status=e.get("status", ""),
+            source=source(e),
         )
         for e in found
     )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 # ---------------------------------------------------------------- identifier systems
 # Our own stable namespace (DESIGN.md: defined once, in one module). The VN Core IGs use other
@@ -23,6 +24,27 @@ COMMUNE_CODE_EXT: Final = "https://benhan.vn/StructureDefinition/commune-code"  
 def ma_bn(facility_code: str) -> str:
     """The system of one facility's patient codes: MA_BN is unique only inside its facility."""
     return f"{MA_BN_BASE}/{facility_code}"
+
+
+# meta.source of what a facility stored (store/repository.py stamps it on write): a record keeps
+# naming where it came from at the hub and in a linked patient's $everything.
+FACILITY_SOURCE: Final = "urn:benhan:facility:"
+
+
+def facility_source(facility_code: str) -> str:
+    """The meta.source of a resource written by one facility (its MA_CSKCB)."""
+    return f"{FACILITY_SOURCE}{facility_code}"
+
+
+def source_facility(resource: Mapping[str, Any]) -> str | None:
+    """The MA_CSKCB of the facility a resource came from; None when meta.source is absent or
+    another system's (a vendor HIS names itself in its own way)."""
+    meta = resource.get("meta")
+    source = meta.get("source") if isinstance(meta, dict) else None
+    if not isinstance(source, str) or not source.startswith(FACILITY_SOURCE):
+        return None
+    code = source.removeprefix(FACILITY_SOURCE)
+    return code if _CSKCB_RE.fullmatch(code) else None
 
 
 # ---------------------------------------------------------------- code systems

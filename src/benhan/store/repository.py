@@ -26,6 +26,7 @@ from benhan.fhir.definitions import Resource, patient_compartment, resource_type
 from benhan.fhir.outcome import FhirError, Issue, gone, not_found, precondition, unprocessable
 from benhan.fhir.primitives import instant, micros, now, split_ref
 from benhan.fhir.searchparams import extract
+from benhan.fhir.systems import facility_source, source_facility
 from benhan.fhir.validation import validate
 from benhan.store import compartment
 from benhan.store.audit import Trail
@@ -268,6 +269,11 @@ class Repo:
         A resource of another facility the caller may see is read-only (403); one it may not
         see answers as if it did not exist, but its id is taken (404).
         """
+        current = self._current(rtype, rid)
+        return current[:2] if current else None
+
+    def _current(self, rtype: str, rid: str) -> tuple[int, bool, str] | None:
+        """current_version, and the facility that owns the resource."""
         row = self.conn.execute(
             sa.select(resource.c.version_id, resource.c.deleted, resource.c.facility).where(
                 resource.c.rtype == rtype, resource.c.id == rid
@@ -286,7 +292,7 @@ class Repo:
                     "belongs to another facility: read-only",
                 ),
             )
-        return row.version_id, row.deleted
+        return row.version_id, row.deleted, row.facility
 
     def existing(self, refs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of these (type, id) pairs exist, are not deleted, and the caller may see."""
@@ -337,7 +343,7 @@ class Repo:
     ) -> Write:
         if not (self.policy.allows(rtype, "u") or self.policy.allows(rtype, "c")):
             self.policy.require(rtype, "u")  # scope first: a 403 here says nothing about data
-        current = self.current_version(rtype, rid)
+        current = self._current(rtype, rid)
         if if_match is not None:
             expected = parse_etag(if_match)
             if current is None or current[1] or current[0] != expected:
@@ -354,6 +360,7 @@ class Repo:
             version=(current[0] + 1) if current else 1,
             created=current is None or current[1],
             known=known,
+            owner=current[2] if current else None,
         )
 
     @_audited("delete")
@@ -402,17 +409,25 @@ class Repo:
         version: int = 1,
         created: bool = True,
         known: set[tuple[str, str]] | None = None,
+        owner: str | None = None,
     ) -> Write:
         """Check the actor's scope, validate and index one resource; nothing is written until
         flush(), always as the actor's facility.
 
         known=None checks references now; a set (possibly empty) of (type, id) pairs that the same
         transaction writes means the caller checks all references at once (check_references).
+        `owner`: the facility a stored resource belongs to, when it is updated (the actor's own,
+        except for local jobs, which may update any facility's rows).
         """
         rtype = res.get("resourceType") if isinstance(res, dict) else None
         if isinstance(rtype, str) and rtype in resource_types():
             self.policy.require(rtype, "c" if created else "u")
-        w = prepare_write(res, method, version=version, created=created, facility=self.facility)
+        facility = self.facility if owner is None else owner
+        claimed = source_facility(res) if isinstance(res, dict) else None
+        if claimed not in (None, facility) and not self.actor.unrestricted:
+            # A facility speaks for itself: only a trusted relay (sync) keeps another's origin.
+            res = {**res, "meta": {k: v for k, v in res["meta"].items() if k != "source"}}
+        w = prepare_write(res, method, version=version, created=created, facility=facility)
         if known is None:
             self.check_references([(w.resource, w.resource["resourceType"])], set())
         return w
@@ -617,16 +632,21 @@ def prepare_write(
     facility: str = "",
     trusted: bool = False,
     rows: Callable[[Resource], dict[str, list[dict[str, Any]]]] = extract,
+    stamp_source: bool = True,
 ) -> Write:
     """Validate, stamp and index one resource without touching the database, so that bulk
-    loaders can run it in worker processes. `trusted`: built by benhan itself to a shape the
-    tests validate (the audit trail's events), so the validator is skipped; `rows` makes the
-    index rows (audit.index_rows for those events, the general extractor for everything else)."""
+    loaders can run it in worker processes. `facility` owns it and, unless the sender named
+    another origin, becomes its meta.source (stamp_source=False: not this resource's business).
+    `trusted`: built by benhan itself to a shape the tests validate (the audit trail's events),
+    so the validator is skipped; `rows` makes the index rows (audit.index_rows for those events,
+    the general extractor for everything else)."""
     meta = res.get("meta") if isinstance(res, dict) else None
     if not isinstance(res, dict) or not isinstance(meta, dict | None):
         validate(res)  # reports what is wrong before we touch it
     res = {"resourceType": res.get("resourceType"), "id": res.get("id"), **res}
     res["meta"] = {**(meta or {}), "versionId": str(version), "lastUpdated": instant(now())}
+    if facility and stamp_source and "source" not in res["meta"]:
+        res["meta"]["source"] = facility_source(facility)  # what came from elsewhere keeps its own
     try:
         content = orjson.dumps(res)
     except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes (254 levels)
