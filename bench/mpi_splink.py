@@ -8,8 +8,9 @@ teach (λ from deterministic rules, u by random sampling, m by EM on two blockin
 writes every pair scoring at least the floor as `id_a,id_b,match_probability`, the same output
 as `benhan mpi dedupe`.
 The features get the normalisation benhan's own linker applies (accent folding, the family /
-middle / given parts, the 10-digit BHXH number inside a 15-character BHYT code), so that the
-two are compared on the model, not on data cleaning.
+middle / given parts, the 10-digit BHXH number inside a 15-character BHYT code, a commune from
+before the 2025 reform read as the unit it became), so that the two are compared on the model,
+not on data cleaning.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from splink.internals.blocking_rule_creator import BlockingRuleCreator
 from splink.internals.comparison_creator import ComparisonCreator
 
 from benhan.fhir.primitives import fold
+from benhan.identity.normalise import normalise_commune
 
 Column = list[str | None]
 
@@ -66,7 +68,8 @@ def feature_row(row: dict[str, str]) -> dict[str, str | None]:
         # A legacy 15-character code ends with the 10-digit BHXH number newer cards print.
         "bhyt10": bhyt[-10:] if len(bhyt) >= 10 else None,
         "phone": row["phone"] or None,
-        "commune": row["commune"] or None,
+        # The 2025 unit of an old commune, as benhan reads it (normalise_commune).
+        "commune": normalise_commune(row["commune"]),
     }
 
 

@@ -7,8 +7,13 @@ import pytest
 
 from benhan.identity import Linkage, explain, link
 from benhan.identity.compare import BIRTH, NAME
-from benhan.identity.evaluate import read_truth
+from benhan.identity.evaluate import read_truth, same_entity
+from benhan.identity.fhir_csv import field_options, write_csv
 from benhan.identity.normalise import Person, parse_birth_date, parse_name
+from benhan.identity.table import parse_field, read_table
+from benhan.synth.mess import MessRates
+from benhan.synth.output import write_truth
+from benhan.synth.province import Province, SynthConfig, generate
 
 from .conftest import SynthCsv
 
@@ -78,3 +83,31 @@ def test_a_saved_model_scores_as_the_trained_one() -> None:
         assert np.allclose(a, b)
     assert saved.prior == linkage.model.prior
     assert [c.name for c in saved.comparisons] == [c.name for c in linkage.model.comparisons]
+
+
+@pytest.fixture(scope="module")
+def hard_desk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Linkage, dict[str, str]]:
+    """A province registered at the hard desk: most pairs share no identifier, and households
+    share phones, so the training pairs' non-matches are where EM can go wrong."""
+    config = SynthConfig(seed=11, people=2000, years=1, private_clinics=3, random_outbreaks=0,
+                         mess=MessRates.hard())  # fmt: skip
+    out = tmp_path_factory.mktemp("hard")
+    province = Province(config, [])
+    write_csv((r for _, r in generate(config, province) if r["resourceType"] == "Patient"),
+              out / "patients.csv")  # fmt: skip
+    truth = read_truth(write_truth(province, out / "truth")[0], "patient_id", "true_person_id")
+    specs = [parse_field(f) for f in field_options()]
+    return link(read_table(out / "patients.csv", "patient_id", specs).people), truth
+
+
+@pytest.mark.parametrize("comparison", [NAME, BIRTH], ids=lambda c: c.name)
+def test_em_learns_m_as_the_true_pairs_have_them(
+    hard_desk: tuple[Linkage, dict[str, str]], comparison: object
+) -> None:
+    """m of every level within 0.05 of its share among the true pairs. Trained on phone pairs
+    (households), EM once put half the matches in "another birth year" (truly none)."""
+    linked, truth = hard_desk
+    k = linked.model.comparisons.index(comparison)  # type: ignore[arg-type]
+    true_levels = linked.levels[same_entity(linked.cols.ids, truth, linked.ia, linked.ib), k]
+    share = np.bincount(true_levels, minlength=len(linked.model.m[k]))[1:].astype(np.float64)
+    assert np.abs(linked.model.m[k][1:] - share / share.sum()).max() < 0.05

@@ -21,7 +21,7 @@ from benhan.synth.mess import (
     register,
 )
 from benhan.synth.people import PeopleGenerator, Person, to_fhir_patient
-from benhan.synth.places import communes
+from benhan.synth.places import communes, predecessors
 
 
 @cache
@@ -63,6 +63,7 @@ CASES: list[tuple[str, float, Callable[[Person], bool], str | None]] = [
     ("missing_bhyt", R.missing_bhyt, lambda p: p.bhyt is not None, None),
     ("changed_phone", R.changed_phone, lambda p: p.phone is not None, None),
     ("moved_commune", R.moved_commune, lambda p: True, None),
+    ("old_commune", R.old_commune, lambda p: True, None),  # 0 unless hard: the data stay
 ]
 
 
@@ -167,3 +168,27 @@ def test_the_hard_desk_leaves_many_records_without_a_shared_identifier() -> None
     assert all(r.record.bhyt is None for r in insured if "missing_bhyt" in r.mutations)
     bare = sum(r.record.cccd is None and r.record.bhyt is None for r in regs)
     assert bare / len(regs) > 0.15  # names, birth dates and places must carry these
+
+
+def test_the_hard_desk_writes_some_communes_as_before_the_2025_reform() -> None:
+    hard = MessRates.hard()
+    people = PeopleGenerator(5, communes()).people(4000)
+    rng = random.Random(9)
+    regs = [register(p, rng, "24001", rates=hard, communes=communes()) for p in people]
+    old = [(r, p) for r, p in zip(regs, people, strict=True) if "old_commune" in r.mutations]
+    sigma = math.sqrt(len(regs) * hard.old_commune * (1 - hard.old_commune))
+    assert abs(len(old) - len(regs) * hard.old_commune) < 4 * sigma
+    coded = 0
+    for r, p in old:
+        now = p.commune if "moved_commune" not in r.mutations else None
+        unit = r.record.commune
+        assert unit.district and unit.province in ("Tỉnh Bắc Giang", "Tỉnh Bắc Ninh")
+        if now is not None:  # a unit the person's 2025 commune was formed from
+            assert unit.name in {u.name for u in predecessors(now)}
+        patient = to_fhir_patient(r.record, r.facility, "BN1")
+        assert check(patient) == []
+        address = patient["address"][0]
+        assert address["district"] == unit.district and address["city"] == unit.name
+        coded += "extension" in address
+        assert ("extension" in address) == bool(unit.code)
+    assert 0.3 < coded / len(old) < 0.7  # half with the old code, half by names only

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
-from benhan.synth.places import Commune, communes
+from benhan.fhir.systems import COMMUNE_CODE_EXT
+from benhan.synth.places import Commune, communes, predecessors, vn_address
 
 
 def test_ninety_nine_units_thirty_three_wards() -> None:
@@ -44,3 +46,29 @@ def test_returns_a_fresh_list() -> None:
     first.clear()
     assert len(communes()) == 99
     assert isinstance(communes()[0], Commune)
+
+
+def test_every_unit_has_the_units_it_was_formed_from() -> None:
+    olds = [u for c in communes() for u in predecessors(c)]
+    assert len(olds) == 313 == len({u.code for u in olds})  # 192 + 121 old units, each once
+    assert all(predecessors(c) for c in communes())
+    assert {u.province for u in olds} == {"Tỉnh Bắc Giang", "Tỉnh Bắc Ninh"}
+    by_code = {c.code: c for c in communes()}
+    # Phường Bắc Giang (07210) was formed from the old city's Thọ Xương ward, among others.
+    tho_xuong = next(u for u in predecessors(by_code["07210"]) if u.code == "07201")
+    assert (tho_xuong.name, tho_xuong.district) == ("Phường Thọ Xương", "Thành phố Bắc Giang")
+
+
+def test_an_old_unit_is_addressed_with_its_district() -> None:
+    tho_xuong = next(u for u in predecessors(communes()[0]) if u.code == "07201")
+    address = vn_address(tho_xuong, "home", "Số 5")
+    assert address["district"] == "Thành phố Bắc Giang" and address["state"] == "Tỉnh Bắc Giang"
+    assert address["extension"] == [{"url": COMMUNE_CODE_EXT, "valueCode": "07201"}]
+    assert address["text"] == "Số 5, Phường Thọ Xương, Thành phố Bắc Giang, Tỉnh Bắc Giang"
+    named_only = vn_address(dataclasses.replace(tho_xuong, code=""), "home")
+    assert "extension" not in named_only and named_only["city"] == "Phường Thọ Xương"
+
+
+def test_a_2025_unit_is_addressed_without_a_district() -> None:
+    address = vn_address(communes()[0], "home")
+    assert "district" not in address and address["state"] == "Bắc Ninh"

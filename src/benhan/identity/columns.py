@@ -51,6 +51,7 @@ class Columns:
     ids: list[str]
     name_acc: Codes  # accent-aware full name (tone placement ignored)
     name_fold: Codes
+    name_words: list[str]  # the folded full name of each name_fold code
     name_sound: Codes  # consonant skeleton of each word: typos in vowels and tones vanish
     family: Codes
     middle: Codes  # the middle words joined; "" (no middle) is a value of its own
@@ -92,6 +93,7 @@ def to_columns(people: Sequence[Person]) -> Columns:
     def col(get: Callable[[Person], str | None]) -> Codes:
         return encode([get(p) for p in people])
 
+    name_fold, name_words = vocabulary([p.name.folded for p in people])
     family = col(lambda p: p.name.family)
     # "·" stands for "no middle name", which is a value of its own, not a missing one.
     middle = encode([" ".join(p.name.middle) or "·" if p.name.given else None for p in people])
@@ -102,7 +104,8 @@ def to_columns(people: Sequence[Person]) -> Columns:
     cols = Columns(
         ids=[p.record_id for p in people],
         name_acc=col(lambda p: p.name.accented),
-        name_fold=col(lambda p: p.name.folded),
+        name_fold=name_fold,
+        name_words=name_words,
         name_sound=col(lambda p: sound_key(p.name.folded)),
         family=family,
         middle=middle,

@@ -224,10 +224,16 @@ def save_model(conn: sa.Connection, model: Model, records: int) -> None:
 
 
 def current_model(conn: sa.Connection) -> Model | None:
-    """The newest model relink trained, or None before the first relink."""
+    """The newest model relink trained; None before the first relink, or when the newest was
+    trained by an older benhan whose comparisons differ (the drain then relinks)."""
     q = sa.select(mpi_model.c.content).order_by(mpi_model.c.trained.desc()).limit(1)
     text = conn.execute(q).scalar()
-    return Model.from_json(orjson.loads(text)) if text else None
+    if not text:
+        return None
+    try:
+        return Model.from_json(orjson.loads(text))
+    except (KeyError, ValueError):
+        return None
 
 
 # ---- decided and review pairs ---------------------------------------------------------------

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import Literal
 
 from benhan.fhir.primitives import fold
+from benhan.identity.communes import to_2025
 
 Precision = Literal["day", "year"]
 Sex = Literal["male", "female", "other"]
@@ -158,6 +159,15 @@ def normalise_text(text: str | None) -> str | None:
     """A free-text value (address, commune name) folded with its spacing squeezed."""
     out = " ".join(_SPACES.split(fold_word(text or ""))).strip()
     return out or None
+
+
+def normalise_commune(text: str | None) -> str | None:
+    """A commune as its 2025 code wherever the text names one (a code, old or new; an old name
+    with its district; a new name), so that records from either side of the 1 July 2025
+    reform compare equal; else the folded text, compared as it is."""
+    if not text or not text.strip():
+        return None
+    return to_2025(text) or normalise_text(text)
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from benhan.identity.normalise import (
     normalise_bhyt,
     normalise_cccd,
     normalise_cmnd,
+    normalise_commune,
     normalise_phone,
     normalise_sex,
     normalise_text,
@@ -120,7 +121,7 @@ def person_from_row(
             problems.append(f"{where}:{by_role['birthdate'].column}: {e}")
     checks = (
         ("sex", normalise_sex), ("cccd", normalise_cccd), ("cmnd", normalise_cmnd),
-        ("bhyt", normalise_bhyt), ("phone", normalise_phone), ("commune", normalise_text),
+        ("bhyt", normalise_bhyt), ("phone", normalise_phone), ("commune", normalise_commune),
         ("postcode", normalise_text), ("address", normalise_text), ("identifier", normalise_text),
     )  # fmt: skip
     for role, norm in checks:

@@ -10,12 +10,12 @@ from dataclasses import dataclass, replace
 from datetime import date
 
 from benhan.synth.people import MOBILE_PREFIXES, Person
-from benhan.synth.places import Commune
+from benhan.synth.places import Commune, predecessors
 
 MUTATIONS = (
     "no_diacritics", "all_caps", "typo_adjacent", "typo_dropped", "tone_variant", "y_i",
     "swap_day_month", "year_only_0101", "year_only_partial", "missing_cccd", "cmnd_instead",
-    "bhyt_bhxh10", "missing_bhyt", "changed_phone", "moved_commune",
+    "bhyt_bhxh10", "missing_bhyt", "changed_phone", "moved_commune", "old_commune",
 )  # fmt: skip
 
 
@@ -39,6 +39,9 @@ class MessRates:
     missing_bhyt: float = 0.0  # the card not shown (a paying visit, a card left at home)
     changed_phone: float = 0.08  # a new SIM since the last visit
     moved_commune: float = 0.03  # moved, or gave the relatives' address
+    # The commune before the 1 July 2025 reform, with its district: copied from a CCCD card
+    # printed before it, or a backlog typed from old papers (half of them with the old code).
+    old_commune: float = 0.0
 
     @classmethod
     def hard(cls) -> MessRates:
@@ -49,6 +52,7 @@ class MessRates:
             no_diacritics=0.35, all_caps=0.15, typo_adjacent=0.08, typo_dropped=0.05,
             swap_day_month=0.05, year_only=0.08, missing_cccd=0.45, cmnd_instead=0.10,
             bhyt_bhxh10=0.5, missing_bhyt=0.4, changed_phone=0.3, moved_commune=0.1,
+            old_commune=0.05,
         )  # fmt: skip
 
 
@@ -210,6 +214,11 @@ def _contact(
         line = f"Thôn {rng.randint(1, 15)}" if commune.kind == "commune" else p.address_line
         p = replace(p, commune=commune, address_line=line)
         done.append("moved_commune")
+    # Drawn only when the rate is set, so the default data stays what it was for a seed.
+    if r.old_commune and rng.random() < r.old_commune:
+        old = rng.choice(predecessors(p.commune))
+        p = replace(p, commune=old if rng.random() < 0.5 else replace(old, code=""))
+        done.append("old_commune")
     return p
 
 

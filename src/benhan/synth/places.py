@@ -33,6 +33,10 @@ class Commune:
     lon: float
     legacy_province: Literal["24", "27"]  # old Bắc Giang (24) or old Bắc Ninh (27)
     population_weight: float  # relative; predecessor units × ward density
+    # A unit from before 1 July 2025 (`predecessors`) has a district and its old province;
+    # its code is the old one (QĐ 124/2004/QĐ-TTg), or "" where a record gives names only.
+    district: str | None = None
+    province: str = PROVINCE_NAME
 
 
 def _data_dir() -> Path:
@@ -60,39 +64,62 @@ def _legacy_province(old_keys: list[str]) -> Literal["24", "27"]:
 
 
 @cache
-def _load() -> tuple[Commune, ...]:
+def _load() -> tuple[tuple[Commune, ...], dict[str, tuple[Commune, ...]]]:
+    """The 2025 units, and each one's predecessors (by its code)."""
     query = (
         "SELECT wardCode, ward, wardType, wardLat, wardLon, wardKey FROM admin_units"
         " WHERE provinceCode = ? ORDER BY wardCode"
     )
+    legacy_query = (
+        "SELECT provinceKey || '_' || districtKey || '_' || wardKey, wardCode, ward, wardType,"
+        " wardLat, wardLon, district, province, provinceCode FROM admin_units_legacy"
+        " WHERE provinceCode IN ('24', '27')"
+    )
     with sqlite3.connect(f"file:{_data_dir() / 'dataset.db'}?mode=ro", uri=True) as db:
         rows = db.execute(query, (PROVINCE_CODE,)).fetchall()
+        legacy = {row[0]: row[1:] for row in db.execute(legacy_query)}
     preds = _predecessors()
-    out = []
+    out, before = [], {}
     for code, name, wtype, lat, lon, key in rows:
         kind: Literal["ward", "commune"] = "ward" if wtype == "Phường" else "commune"
         olds = preds[key]
         weight = len(olds) * (_WARD_DENSITY if kind == "ward" else 1.0)
         out.append(Commune(code, name, kind, lat, lon, _legacy_province(olds), weight))
-    return tuple(out)
+        before[code] = tuple(_old_unit(*legacy[k]) for k in olds)
+    return tuple(out), before
+
+
+def _old_unit(
+    code: str, name: str, wtype: str, lat: float, lon: float, district: str, province: str,
+    province_code: Literal["24", "27"],
+) -> Commune:  # fmt: skip
+    kind: Literal["ward", "commune"] = "ward" if wtype == "Phường" else "commune"
+    return Commune(code, name, kind, lat, lon, province_code, 1.0, district, province)
 
 
 def communes() -> list[Commune]:
     """The 99 units of the merged Bắc Ninh, ordered by code."""
-    return list(_load())
+    return list(_load()[0])
+
+
+def predecessors(commune: Commune) -> list[Commune]:
+    """The units before 1 July 2025 that `commune` was formed from (each with its district and
+    old province), as a record written before the reform names them."""
+    return list(_load()[1].get(commune.code, ()))
 
 
 def vn_address(commune: Commune, use: str, line: str | None = None) -> dict[str, Any]:
     """A two-level FHIR Address (Law 72/2025: no district): commune as `city`, province as
-    `state`, the commune code in an extension so that analytics never parse names."""
-    text = ", ".join(x for x in (line, commune.name, PROVINCE_NAME) if x)
-    address: dict[str, Any] = {
-        "extension": [{"url": COMMUNE_CODE_EXT, "valueCode": commune.code}],
-        "use": use,
-        "type": "physical",
-        "text": text,
-    }
+    `state`, the commune code in an extension so that analytics never parse names. A unit
+    from before the reform keeps its district (three levels, as it was written then)."""
+    text = ", ".join(x for x in (line, commune.name, commune.district, commune.province) if x)
+    address: dict[str, Any] = {"use": use, "type": "physical", "text": text}
+    if commune.code:
+        address = {"extension": [{"url": COMMUNE_CODE_EXT, "valueCode": commune.code}], **address}
     if line:
         address["line"] = [line]
-    address.update({"city": commune.name, "state": PROVINCE_NAME, "country": "VN"})
+    address["city"] = commune.name
+    if commune.district:
+        address["district"] = commune.district
+    address.update({"state": commune.province, "country": "VN"})
     return address
