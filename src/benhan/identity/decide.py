@@ -13,7 +13,7 @@ from rapidfuzz.process import cpdist
 
 from benhan.fhir.systems import check_cccd
 from benhan.identity.columns import Bools, Columns, Floats, Ints
-from benhan.identity.compare import ALL, BIRTH, Levels, similarity
+from benhan.identity.compare import ALL, BIRTH, Levels, similarity, threads_for
 
 Outcome = Literal["link", "review", "apart"]
 # Why a probability was overridden; "model" when it was not.
@@ -69,7 +69,7 @@ def given_disagrees(cols: Columns, ia: Ints, ib: Ints) -> Bools:
         words = cols.given_words
         left, right = [words[int(g)] for g in ga[todo]], [words[int(g)] for g in gb[todo]]
         close = similarity(left, right) >= 0.80
-        one_edit = cpdist(left, right, scorer=OSA.distance, workers=-1) <= 1
+        one_edit = cpdist(left, right, scorer=OSA.distance, workers=threads_for(len(left))) <= 1
         ca, cb = cols.given_count[ga[todo]], cols.given_count[gb[todo]]
         fewer, more = np.minimum(ca, cb), np.maximum(ca, cb)
         rare = (fewer <= RARE_GIVEN) | (fewer <= RARE_SHARE * more)

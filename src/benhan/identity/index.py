@@ -113,24 +113,32 @@ def put_records(conn: sa.Connection, records: Sequence[tuple[str, int, Person | 
     drop_keys: list[dict[str, str]] = []
     add_keys: list[dict[str, str]] = []
     delta: dict[tuple[str, str], int] = {}
+    inserts, updates, deletes = [], [], []
     for rid, version, person in records:
         before = old.get(rid)
         keys, terms = (keys_of(person), terms_of(person)) if person else ([], {})
+        was = set(before["keys"]) if before else set()
+        drop_keys += [{"k": k, "p": rid} for k in sorted(was - set(keys))]
+        add_keys += [{"key": k, "patient_id": rid} for k in sorted(set(keys) - was)]
         if before:
-            drop_keys += [{"k": k, "p": rid} for k in set(before["keys"]) - set(keys)]
-            add_keys += [{"key": k, "patient_id": rid} for k in set(keys) - set(before["keys"])]
             _count(delta, before["terms"], -1)
-        else:
-            add_keys += [{"key": k, "patient_id": rid} for k in keys]
         _count(delta, terms, +1)
         if person is None:
-            conn.execute(mpi_record.delete().where(mpi_record.c.patient_id == rid))
-            continue
-        values = {"version_id": version, "keys": _json(keys), "terms": _json(terms)}
-        if before:
-            conn.execute(mpi_record.update().where(mpi_record.c.patient_id == rid), values)
+            deletes.append({"p": rid})
+        elif before:
+            updates.append({"p": rid, "v": version, "k": _json(keys), "t": _json(terms)})
         else:
-            conn.execute(mpi_record.insert(), {"patient_id": rid, "person_id": None, **values})
+            inserts.append({"patient_id": rid, "version_id": version, "person_id": None,
+                            "keys": _json(keys), "terms": _json(terms)})  # fmt: skip
+    where = mpi_record.c.patient_id == sa.bindparam("p")
+    if deletes:
+        conn.execute(mpi_record.delete().where(where), deletes)
+    if updates:
+        values: dict[str, Any] = {"version_id": sa.bindparam("v"), "keys": sa.bindparam("k"),
+                                  "terms": sa.bindparam("t")}  # fmt: skip
+        conn.execute(mpi_record.update().where(where).values(values), updates)
+    if inserts:
+        conn.execute(mpi_record.insert(), inserts)
     if drop_keys:
         conn.execute(
             mpi_key.delete().where(
@@ -171,15 +179,22 @@ def _json(value: Any) -> str:
 # ---- candidates and population figures ----------------------------------------------------
 
 
+def blocks(conn: sa.Connection, keys: Iterable[str], cap: int = BLOCK_CAP) -> dict[str, list[str]]:
+    """The records of each key, leaving out keys more than `cap` records share."""
+    wanted = sorted(set(keys))
+    by_key: dict[str, list[str]] = {}
+    for i in range(0, len(wanted), 500):
+        q = sa.select(mpi_key.c.key, mpi_key.c.patient_id).where(
+            mpi_key.c.key.in_(wanted[i : i + 500])
+        )
+        for key, pid in conn.execute(q):
+            by_key.setdefault(key, []).append(pid)
+    return {k: ids for k, ids in by_key.items() if len(ids) <= cap}
+
+
 def candidates(conn: sa.Connection, keys: Sequence[str], cap: int = BLOCK_CAP) -> set[str]:
     """Records sharing any of `keys`, leaving out keys more than `cap` records share."""
-    if not keys:
-        return set()
-    by_key: dict[str, list[str]] = {}
-    q = sa.select(mpi_key.c.key, mpi_key.c.patient_id).where(mpi_key.c.key.in_(sorted(set(keys))))
-    for key, pid in conn.execute(q):
-        by_key.setdefault(key, []).append(pid)
-    return {pid for ids in by_key.values() if len(ids) <= cap for pid in ids}
+    return {pid for ids in blocks(conn, keys, cap).values() for pid in ids}
 
 
 def with_population(conn: sa.Connection, cols: Columns, people: Sequence[Person]) -> Columns:
@@ -255,31 +270,32 @@ def decided(conn: sa.Connection, ids: Iterable[str] | None = None) -> dict[tuple
 
 
 def set_review(
-    conn: sa.Connection, band: dict[tuple[str, str], float], among: Iterable[str] | None
+    conn: sa.Connection, band: dict[tuple[str, str], float], touching: Iterable[str] | None
 ) -> None:
-    """Make the review queue hold exactly `band` (pair → probability) among `among` (all
-    records when None): new pairs queued, changed probabilities updated, pairs that left the
-    band dropped. Decided pairs are never queued again."""
-    q = sa.select(
-        mpi_pair.c.patient_a, mpi_pair.c.patient_b, mpi_pair.c.state, mpi_pair.c.probability
-    )
-    if among is not None:
-        ids = sorted(set(among))
-        q = q.where(mpi_pair.c.patient_a.in_(ids), mpi_pair.c.patient_b.in_(ids))
-    current = {(a, b): (state, p) for a, b, state, p in conn.execute(q)}
-    stamp = micros(now())
-    gone = [
-        {"a": a, "b": b}
-        for (a, b), (state, _) in current.items()
-        if state == "review" and (a, b) not in band
-    ]
-    if gone:
-        conn.execute(
-            mpi_pair.delete().where(
-                mpi_pair.c.patient_a == sa.bindparam("a"), mpi_pair.c.patient_b == sa.bindparam("b")
-            ),
-            gone,
+    """Make the review queue hold exactly `band` (pair → probability) among the pairs with a
+    record in `touching` (all pairs when None): new pairs queued, changed probabilities
+    updated, pairs that left the band dropped. Decided pairs are never queued again."""
+    c = mpi_pair.c
+    current: dict[tuple[str, str], tuple[str, float]] = {}
+    if touching is None:
+        rows: Iterable[Any] = conn.execute(
+            sa.select(c.patient_a, c.patient_b, c.state, c.probability)
         )
+        current = {(a, b): (state, p) for a, b, state, p in rows}
+    else:
+        ids = sorted(set(touching))
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            q = sa.select(c.patient_a, c.patient_b, c.state, c.probability).where(
+                sa.or_(c.patient_a.in_(part), c.patient_b.in_(part))
+            )
+            current |= {(a, b): (state, p) for a, b, state, p in conn.execute(q)}
+    stamp = micros(now())
+    pair = (c.patient_a == sa.bindparam("a")) & (c.patient_b == sa.bindparam("b"))
+    gone = [{"a": a, "b": b} for (a, b), (state, _) in current.items()
+            if state == "review" and (a, b) not in band]  # fmt: skip
+    if gone:
+        conn.execute(mpi_pair.delete().where(pair), gone)
     new = [
         {"patient_a": a, "patient_b": b, "probability": p, "state": "review", "updated": stamp}
         for (a, b), p in band.items()
@@ -287,17 +303,10 @@ def set_review(
     ]
     if new:
         conn.execute(mpi_pair.insert(), new)
-    moved = [
-        {"a": a, "b": b, "p": p}
-        for (a, b), p in band.items()
-        if (a, b) in current and current[(a, b)][0] == "review" and current[(a, b)][1] != p
-    ]
+    moved = []
+    for (a, b), p in band.items():
+        state, was = current.get((a, b), ("", p))
+        if state == "review" and was != p:
+            moved.append({"a": a, "b": b, "p": p})
     if moved:
-        conn.execute(
-            mpi_pair.update()
-            .where(
-                mpi_pair.c.patient_a == sa.bindparam("a"), mpi_pair.c.patient_b == sa.bindparam("b")
-            )
-            .values(probability=sa.bindparam("p")),
-            moved,
-        )
+        conn.execute(mpi_pair.update().where(pair).values(probability=sa.bindparam("p")), moved)

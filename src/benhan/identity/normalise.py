@@ -6,6 +6,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Literal
 
 from benhan.fhir.primitives import fold
@@ -22,10 +23,12 @@ _TONES = frozenset("\u0300\u0301\u0303\u0309\u0323")
 _Y_RHYME = re.compile(r"^(b|c|d|g|h|k|l|m|n|p|r|s|t|v|x|ch|kh|nh|ph|th|tr|qu)y$")
 _SPACES = re.compile(r"[\s,.\-_/]+")
 _DIGITS = re.compile(r"\D+")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _BHYT_LEGACY = re.compile(r"[A-Z]{2}[1-5]\d{2}(\d{10})")
 GENDERED_MIDDLE: dict[str, Sex] = {"van": "male", "thi": "female"}  # a hint only (§6.1)
 
 
+@lru_cache(maxsize=1 << 16)  # a province's names repeat: a few thousand distinct words
 def tone_key(word: str) -> str:
     """The word with its tone mark moved to the end: old and new tone placement (hoà/hòa,
     thuỷ/thủy) give one key, while the accents themselves still count."""
@@ -34,6 +37,7 @@ def tone_key(word: str) -> str:
     return "".join(c for c in nfd if c not in _TONES) + tones
 
 
+@lru_cache(maxsize=1 << 16)
 def fold_word(word: str) -> str:
     """Accent-folded, lower case, with the y/i rhyme written i (Vy → vi, Kỳ → ki)."""
     folded = fold(word.replace("Ð", "Đ").replace("ð", "đ"))
@@ -101,6 +105,8 @@ def parse_birth_date(text: str, fmt: str = "%Y-%m-%d") -> BirthDate:
     if len(text) == 4 and text.isdigit():
         return BirthDate(date(int(text), 1, 1), "year")
     try:
+        if fmt == "%Y-%m-%d" and _ISO_DATE.fullmatch(text):  # FHIR's form, without strptime
+            return BirthDate(date(int(text[:4]), int(text[5:7]), int(text[8:10])))
         return BirthDate(datetime.strptime(text, fmt).date())
     except ValueError:
         raise ValueError(f"không phải ngày theo {fmt} / not a date in {fmt}: {text!r}") from None

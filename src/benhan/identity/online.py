@@ -40,7 +40,6 @@ from benhan.store.schema import mpi_inbox, mpi_record, resource
 Grade = Literal["certain", "probable", "possible"]
 POSSIBLE = 0.5  # the desk sees a candidate as likely as not; the review queue starts higher
 log = logging.getLogger("benhan.mpi")
-MAX_GROUP = 200  # records reclustered at once: a chain of shared phones must not grow without end
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +264,8 @@ def reindex(
 ) -> int:
     """Index the written records as they are now, and recluster them with what they match."""
     current = load_people(conn, sorted(written))
-    before = _co_members(conn, written)  # a deleted record's Person must still be rewritten
+    # A deleted record's Person must still be rewritten: remember it before the record goes.
+    before = {m for ms in _persons_around(conn, written).values() for m in ms}
     index.put_records(
         conn,
         [(rid, *current[rid]) if rid in current else (rid, 0, None) for rid in sorted(written)],
@@ -282,44 +282,59 @@ def recluster(
     out: Relink,
 ) -> int:
     """Cluster anew the seeds, the records sharing a key with them, and everyone in their
-    Persons, honouring people's decisions; write the Persons and the review queue for that
-    group. Returns the number of pairs in the review band."""
-    group = seeds | _co_members(conn, seeds)  # never cut: a Person is rewritten whole
-    for rec in index.indexed(conn, seeds).values():
-        found = index.candidates(conn, rec["keys"]) - group
-        found |= _co_members(conn, found)
-        if len(group) + len(found) > MAX_GROUP:
-            continue  # an oversized neighbourhood waits for the next relink
-        group |= found
+    Persons, honouring people's decisions; write the Persons and the review queue for the
+    pairs a seed is in. Pairs are scored as batch linkage would score them: a seed with each
+    record it shares a key with, and the members of each Person among themselves. Returns the
+    number of a seed's pairs in the review band."""
+    seed_keys = {pid: rec["keys"] for pid, rec in index.indexed(conn, seeds).items()}
+    found = index.blocks(conn, {k for keys in seed_keys.values() for k in keys})
+    near = {pid: {c for k in keys for c in found.get(k, ()) if c != pid}
+            for pid, keys in seed_keys.items()}  # fmt: skip
+    group = set(seeds).union(*near.values())
+    persons = _persons_around(conn, group)  # a Person is always rewritten whole
+    group |= {pid for members in persons.values() for pid in members}
     people = load_people(conn, sorted(group))
     ids = sorted(people)
+    at = {pid: i for i, pid in enumerate(ids)}
+    pairs = {tuple(sorted((at[s], at[c]))) for s, cs in near.items() if s in at
+             for c in cs if c in at}  # fmt: skip
+    for members in persons.values():
+        inside = sorted(at[m] for m in members if m in at)
+        pairs |= {(a, b) for k, a in enumerate(inside) for b in inside[k + 1 :]}
     band: dict[tuple[str, str], float] = {}
     edges = Edges([], [], [], [])
-    if len(ids) >= 2:
-        ia, ib = np.triu_indices(len(ids), 1)
-        scored = _score(
-            conn, model, [people[i][1] for i in ids], ia.astype(np.int32), ib.astype(np.int32), th
-        )
-        edges = Edges(ia.tolist(), ib.tolist(), scored.prob.tolist(), scored.reason.tolist())
+    if pairs:
+        ia, ib = (np.asarray(x, np.int32) for x in zip(*sorted(pairs), strict=True))
+        scored = _score(conn, model, [people[i][1] for i in ids], ia, ib, th)
+        edges = Edges.of(ia, ib, scored.prob, scored.reason, th)
         for k in np.flatnonzero((scored.prob >= th.review) & (scored.prob < th.link)).tolist():
-            band[(ids[edges.ia[k]], ids[edges.ib[k]])] = edges.prob[k]
+            band[(ids[ia[k]], ids[ib[k]])] = float(scored.prob[k])
         out.conflicts += int((scored.reason == CONFLICT).sum())
     decided = index.decided(conn, ids)
     for pair in decided:
         band.pop(pair, None)
-    edges.add_decisions({pid: i for i, pid in enumerate(ids)}, decided)
+    edges.add_decisions(at, decided)
     groups, assurance, refused = clusters(len(ids), edges, th)
     out.refused += refused
-    index.set_review(conn, band, group)
+    index.set_review(conn, band, seeds)
     named = [[ids[i] for i in g] for g in groups]
     write_persons(conn, facility, named, {ids[i]: a for i, a in assurance.items()}, group, out)
     return len(band)
 
 
-def _co_members(conn: sa.Connection, ids: set[str]) -> set[str]:
-    """Every record sharing a Person with one of `ids`."""
-    persons = sa.select(mpi_record.c.person_id).where(
-        mpi_record.c.patient_id.in_(sorted(ids)), mpi_record.c.person_id.is_not(None)
-    )
-    q = sa.select(mpi_record.c.patient_id).where(mpi_record.c.person_id.in_(persons))
-    return set(conn.execute(q).scalars())
+def _persons_around(conn: sa.Connection, ids: set[str]) -> dict[str, list[str]]:
+    """The members of every Person that links one of `ids`: person id → patient ids."""
+    out: dict[str, list[str]] = {}
+    todo = sorted(ids)
+    for i in range(0, len(todo), 500):
+        persons = sa.select(mpi_record.c.person_id).where(
+            mpi_record.c.patient_id.in_(todo[i : i + 500]), mpi_record.c.person_id.is_not(None)
+        )
+        q = sa.select(mpi_record.c.person_id, mpi_record.c.patient_id).where(
+            mpi_record.c.person_id.in_(persons)
+        )
+        for person, pid in conn.execute(q):
+            members = out.setdefault(person, [])
+            if pid not in members:
+                members.append(pid)
+    return out
