@@ -110,8 +110,8 @@ class Server:
     headers: dict[str, str]  # a facility integration client's bearer token
 
 
-def integration_token(database_url: str, audience: str) -> str:
-    """A token for a system-integrator client of FACILITY, made in the store the server uses
+def integration_token(database_url: str, audience: str, facility: str = FACILITY) -> str:
+    """A token for a system-integrator client of `facility`, made in the store the server uses
     (the client row is written directly: the bench measures requests, not OAuth)."""
     import secrets as _secrets
 
@@ -131,7 +131,7 @@ def integration_token(database_url: str, audience: str) -> str:
                 secret_hash=None,
                 name="bench",
                 role=role.code,
-                facility=FACILITY,
+                facility=facility,
                 scopes=str(role.scopes),
                 redirect_uris="",
                 active=True,
@@ -159,7 +159,11 @@ def free_port() -> int:
 
 @contextmanager
 def server(
-    database_url: str, log: Path, ready_timeout: float = 120.0, program: list[str] | None = None
+    database_url: str,
+    log: Path,
+    ready_timeout: float = 120.0,
+    program: list[str] | None = None,
+    facility: str = FACILITY,
 ) -> Iterator[Server]:
     """`benhan serve` (uvicorn, one worker) on a free port; always stopped on the way out.
     `program` replaces the `benhan` executable (bench/access.py's reference server)."""
@@ -170,7 +174,7 @@ def server(
         "BENHAN_DATABASE_URL": database_url,
         "BENHAN_VAR": str(VAR),
         "BENHAN_BASE_URL": url,
-        "BENHAN_FACILITY": FACILITY,
+        "BENHAN_FACILITY": facility,
     }
     cmd = [
         *(program or [str(Path(sys.executable).parent / "benhan")]),
@@ -181,7 +185,7 @@ def server(
         "1",
     ]
     log.parent.mkdir(parents=True, exist_ok=True)
-    headers = {"Authorization": f"Bearer {integration_token(database_url, url)}"}
+    headers = {"Authorization": f"Bearer {integration_token(database_url, url, facility)}"}
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
