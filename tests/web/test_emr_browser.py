@@ -19,17 +19,14 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from benhan.auth.sessions import create_session
 from benhan.store.database import Store
 from benhan.store.schema import resource
-from benhan.web.session import SESSION_COOKIE
 from tests.emr.world import place
-from tests.web.conftest import make_account
-from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, live
+from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, as_user, live
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 __all__ = ["live"]  # the fixture, imported for this module
 
@@ -44,28 +41,6 @@ def browser() -> Iterator[Browser]:
         b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
-
-
-def as_user(
-    browser: Browser, live: str, store: Store, username: str, role: str, errors: list[str]
-) -> Page:
-    """A browser window signed in as a new account of `role` (sign-in has its own tests); its
-    console errors and uncaught exceptions go to `errors`."""
-    acc = make_account(store, username, role, display_name=f"{role} {username}")
-    with store.begin() as conn:
-        value, _ = create_session(conn, acc.id, "127.0.0.1")
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="vi-VN")
-    context.set_default_timeout(10_000)
-    context.add_cookies([{"name": SESSION_COOKIE, "value": value, "url": live}])
-    page = context.new_page()
-
-    def on_console(m: ConsoleMessage) -> None:
-        if m.type == "error":
-            errors.append(f"{page.url}: {m.location['url']} {m.text}")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
-    return page
 
 
 def shot(page: Page, name: str) -> None:

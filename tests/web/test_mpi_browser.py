@@ -12,16 +12,13 @@ from typing import Any
 
 import pytest
 
-from benhan.auth.sessions import create_session
 from benhan.store.database import Store
-from benhan.web.session import SESSION_COOKIE
-from tests.web.conftest import make_account
-from tests.web.test_browser import browser, live
+from tests.web.test_browser import as_user, browser, live
 from tests.web.test_mpi_pages import NAM, in_review, pair_of, province_file, state, web_store
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 __all__ = ["browser", "live", "province_file", "web_store"]  # fixtures, imported for this module
 
@@ -34,21 +31,7 @@ def shot(page: Page, name: str) -> None:
 
 
 def steward_page(browser: Browser, live: str, store: Store, errors: list[str]) -> Page:
-    acc = make_account(store, "qldd.hanh", "mpi-steward", "", display_name="Cán bộ Hạnh")
-    with store.begin() as conn:
-        value, _ = create_session(conn, acc.id, "127.0.0.1")
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="vi-VN")
-    context.set_default_timeout(10_000)
-    context.add_cookies([{"name": SESSION_COOKIE, "value": value, "url": live}])
-    page = context.new_page()
-
-    def on_console(m: ConsoleMessage) -> None:
-        if m.type == "error":
-            errors.append(f"{page.url}: {m.text}")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
-    return page
+    return as_user(browser, live, store, "qldd.hanh", "mpi-steward", errors, facility="")
 
 
 def test_a_steward_links_a_pair_from_the_queue(
