@@ -16,7 +16,7 @@ from benhan.identity.dedupe import link
 from benhan.identity.persons import members, patients, person_of, relink
 from benhan.store.database import Store
 from benhan.store.repository import Repo
-from benhan.store.schema import mpi_inbox, mpi_record, mpi_term
+from benhan.store.schema import mpi_inbox, mpi_pair, mpi_record, mpi_term
 
 from .conftest import HUB, SynthCsv
 from .test_persons import create, patient, persons
@@ -199,3 +199,28 @@ def test_the_index_writes_valid_persons(province: Store) -> None:
     assert found
     for p in found[:50]:
         validate(p)  # written with the validator skipped: the shape must hold
+
+
+def test_a_person_whose_members_pair_is_in_review_takes_a_new_record(province: Store) -> None:
+    """Two members of one Person (linked through a third) can be a pair in the review band;
+    matching a new record of that Person must leave that pair's queue entry alone."""
+    bhyt = [{"system": "https://benhan.vn/sid/bhyt", "value": "HC4270123456789"}]
+    a = create(province, "27001", patient("Phan Thị Hoa", "1980-05-05", "female", "027180000123"))
+    b = create(province, "27002", {**patient("PHAN THI HOA", "1980-05-05", "female",
+                                              "027180000123"), "identifier": [
+        {"system": "https://benhan.vn/sid/cccd", "value": "027180000123"}, *bhyt]})  # fmt: skip
+    c = create(
+        province, "27003", {**patient("Phan Thi Hoa", "1980-05-06", "female"), "identifier": bhyt}
+    )
+    relink(province, HUB)
+    with province.read() as conn:
+        queued = conn.execute(
+            sa.select(mpi_pair.c.state).where(
+                mpi_pair.c.patient_a == min(a, c), mpi_pair.c.patient_b == max(a, c)
+            )
+        ).scalar()
+    assert queued == "review", "precondition: a and c are a review pair inside one Person"
+    d = create(province, "27001", patient("Phan Thị Hoa", "1980-05-05", "female", "027180000123"))
+    done = online.drain(province, HUB)
+    assert done.failed == 0
+    assert any({a, b, c, d} <= set(members(p)) for p in persons(province))

@@ -308,7 +308,9 @@ def recluster(
         scored = _score(conn, model, [people[i][1] for i in ids], ia, ib, th)
         edges = Edges.of(ia, ib, scored.prob, scored.reason, th)
         for k in np.flatnonzero((scored.prob >= th.review) & (scored.prob < th.link)).tolist():
-            band[(ids[ia[k]], ids[ib[k]])] = float(scored.prob[k])
+            a, b = ids[ia[k]], ids[ib[k]]
+            if a in seeds or b in seeds:  # the queue is rewritten only where a seed is
+                band[(a, b)] = float(scored.prob[k])
         out.conflicts += int((scored.reason == CONFLICT).sum())
     decided = index.decided(conn, ids)
     for pair in decided:

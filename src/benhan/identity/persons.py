@@ -15,7 +15,6 @@ identity/online.py does it for the few records around each one written.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -35,11 +34,10 @@ from benhan.identity.normalise import Person
 from benhan.identity.table import FieldSpec, Table, parse_field, person_from_row
 from benhan.store.bulk_insert import bulk_insert
 from benhan.store.database import Store
-from benhan.store.repository import Repo, prepare_write, store_writes
+from benhan.store.repository import Repo, new_id, prepare_write, store_writes
 from benhan.store.schema import mpi_inbox, mpi_key, mpi_record, mpi_term, resource
 
 TAG = {"system": "https://benhan.vn/CodeSystem/mpi", "code": "person", "display": "MPI"}
-NAMESPACE = uuid.UUID("5b1e6d0c-5f0e-4c8e-9a55-6e5ee1b3a001")  # Person ids, stable per cluster
 SAME_ID, CONFLICT = REASONS.index("same-id"), REASONS.index("conflict")
 DECIDED = len(REASONS)  # a pair a person decided to link: beyond the rules' reasons
 CERTAIN = frozenset({SAME_ID, DECIDED})
@@ -226,10 +224,9 @@ def write_persons(
         for pid in ids:
             if (rid := owner.get(pid)) and rid not in wanted:
                 overlap[rid] = overlap.get(rid, 0) + 1
-        rid = max(overlap, key=lambda r: (overlap[r], r)) if overlap else None
-        rid = rid or str(uuid.uuid5(NAMESPACE, min(ids)))
-        while rid in wanted:  # a fresh cluster whose derived id another group took
-            rid = str(uuid.uuid5(NAMESPACE, rid))
+        # A new cluster gets a new id: one derived from its records could be the id of a
+        # Person outside this group that a record of it once belonged to.
+        rid = max(overlap, key=lambda r: (overlap[r], r)) if overlap else new_id()
         wanted[rid] = person_resource(rid, ids, assurance)
     repo = Repo(conn, Actor.job(facility, "mpi"))
     for rid in sorted(current.keys() - wanted.keys()):
@@ -245,7 +242,6 @@ def write_persons(
     # what it read, and a relink of a million records writes in bulk, not one call per Person;
     # person_resource builds one shape, which tests validate, so the validator is skipped.
     versions = {rid: int(res["meta"]["versionId"]) for rid, res in current.items()}
-    versions |= _deleted_versions(conn, [rid for rid in changed if rid not in current])
     writes = [
         prepare_write(res, "PUT", version=versions.get(rid, 0) + 1,
                       created=rid not in current, facility=facility, trusted=True)
@@ -258,17 +254,6 @@ def write_persons(
     out.persons = len(wanted)
     records = list(among) if among is not None else [pid for pid in owner]
     _set_person_ids(conn, records, {pid: rid for rid, r in wanted.items() for pid in members(r)})
-
-
-def _deleted_versions(conn: sa.Connection, ids: list[str]) -> dict[str, int]:
-    """Versions of Persons once deleted (a cluster that comes back keeps its id)."""
-    out: dict[str, int] = {}
-    for i in range(0, len(ids), 500):
-        q = sa.select(resource.c.id, resource.c.version_id).where(
-            resource.c.rtype == "Person", resource.c.id.in_(ids[i : i + 500])
-        )
-        out.update({rid: v for rid, v in conn.execute(q)})
-    return out
 
 
 def _set_person_ids(conn: sa.Connection, records: list[str], person_of: dict[str, str]) -> None:
