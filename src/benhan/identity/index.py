@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from benhan.fhir.primitives import micros, now
 from benhan.identity.blocking import DEFAULT_RULES
 from benhan.identity.columns import Columns, sound_key
 from benhan.identity.model import Model
-from benhan.identity.normalise import Person
+from benhan.identity.normalise import BirthDate, Name, Person
 from benhan.store.schema import mpi_key, mpi_model, mpi_pair, mpi_record, mpi_term
 
 TERM_KINDS = ("family", "middle", "given")
@@ -90,6 +91,39 @@ def lock(conn: sa.Connection) -> None:
 # ---- records -------------------------------------------------------------------------------
 
 
+def record_json(p: Person) -> str:
+    """The normalised record, stored with its keys: a candidate is read back in microseconds
+    instead of being parsed and normalised again for every match."""
+    n, b = p.name, p.birth
+    return _json([
+        n.family, list(n.middle), n.given, n.accented, n.gender_hint,
+        [b.value.isoformat(), b.precision] if b else None,
+        p.sex, p.cccd, p.cmnd, p.bhyt, p.phone, p.commune, p.postcode, p.address, p.identifier,
+    ])  # fmt: skip
+
+
+def record_of(rid: str, text: str) -> Person:
+    (family, middle, given, accented, hint, birth, sex, cccd, cmnd, bhyt, phone, commune,
+     postcode, address, identifier) = orjson.loads(text)  # fmt: skip
+    return Person(
+        rid,
+        Name(family, tuple(middle), given, accented, hint),
+        BirthDate(date.fromisoformat(birth[0]), birth[1]) if birth else None,
+        sex, cccd, cmnd, bhyt, phone, commune, postcode, address, identifier,
+    )  # fmt: skip
+
+
+def indexed_people(conn: sa.Connection, ids: Iterable[str]) -> dict[str, Person]:
+    """The indexed records among `ids`, as they were when last indexed."""
+    todo, out = sorted(set(ids)), {}
+    for i in range(0, len(todo), 500):
+        q = sa.select(mpi_record.c.patient_id, mpi_record.c.record).where(
+            mpi_record.c.patient_id.in_(todo[i : i + 500])
+        )
+        out.update({rid: record_of(rid, text) for rid, text in conn.execute(q)})
+    return out
+
+
 def indexed(conn: sa.Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """mpi_record rows of these records: version_id, person_id, keys, terms."""
     ids = list(ids)
@@ -126,16 +160,18 @@ def put_records(conn: sa.Connection, records: Sequence[tuple[str, int, Person | 
         if person is None:
             deletes.append({"p": rid})
         elif before:
-            updates.append({"p": rid, "v": version, "k": _json(keys), "t": _json(terms)})
+            updates.append({"p": rid, "v": version, "k": _json(keys), "t": _json(terms),
+                            "r": record_json(person)})  # fmt: skip
         else:
             inserts.append({"patient_id": rid, "version_id": version, "person_id": None,
-                            "keys": _json(keys), "terms": _json(terms)})  # fmt: skip
+                            "keys": _json(keys), "terms": _json(terms),
+                            "record": record_json(person)})  # fmt: skip
     where = mpi_record.c.patient_id == sa.bindparam("p")
     if deletes:
         conn.execute(mpi_record.delete().where(where), deletes)
     if updates:
-        values: dict[str, Any] = {"version_id": sa.bindparam("v"), "keys": sa.bindparam("k"),
-                                  "terms": sa.bindparam("t")}  # fmt: skip
+        names = {"version_id": "v", "keys": "k", "terms": "t", "record": "r"}
+        values: dict[str, Any] = {column: sa.bindparam(name) for column, name in names.items()}
         conn.execute(mpi_record.update().where(where).values(values), updates)
     if inserts:
         conn.execute(mpi_record.insert(), inserts)

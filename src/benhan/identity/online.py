@@ -136,11 +136,11 @@ def match(
     query = person_of(patient)
     own = patient.get("id")
     found = index.candidates(conn, index.keys_of(query)) - {own}
-    people = load_people(conn, sorted(found))
+    people = index.indexed_people(conn, found)
     if not people:
         return []
-    ids = list(people)
-    everyone = [query, *(people[i][1] for i in ids)]
+    ids = sorted(people)
+    everyone = [query, *(people[i] for i in ids)]
     ib = np.arange(1, len(everyone), dtype=np.int32)
     scored = _score(conn, model, everyone, np.zeros(len(ib), np.int32), ib, th)
     decided = index.decided(conn, [own, *ids]) if own else {}
@@ -293,7 +293,7 @@ def recluster(
     group = set(seeds).union(*near.values())
     persons = _persons_around(conn, group)  # a Person is always rewritten whole
     group |= {pid for members in persons.values() for pid in members}
-    people = load_people(conn, sorted(group))
+    people = index.indexed_people(conn, group)  # the seeds were indexed a moment ago
     ids = sorted(people)
     at = {pid: i for i, pid in enumerate(ids)}
     pairs = {tuple(sorted((at[s], at[c]))) for s, cs in near.items() if s in at
@@ -305,7 +305,7 @@ def recluster(
     edges = Edges([], [], [], [])
     if pairs:
         ia, ib = (np.asarray(x, np.int32) for x in zip(*sorted(pairs), strict=True))
-        scored = _score(conn, model, [people[i][1] for i in ids], ia, ib, th)
+        scored = _score(conn, model, [people[i] for i in ids], ia, ib, th)
         edges = Edges.of(ia, ib, scored.prob, scored.reason, th)
         for k in np.flatnonzero((scored.prob >= th.review) & (scored.prob < th.link)).tolist():
             a, b = ids[ia[k]], ids[ib[k]]

@@ -330,13 +330,14 @@ def _rebuild_index(conn: sa.Connection, records: list[Resource], people: list[Pe
         rid, ks, terms = res["id"], index.keys_of(p), index.terms_of(p)
         keys += [(k, rid) for k in ks]
         version = int((res.get("meta") or {}).get("versionId", "1"))
-        rows.append((rid, version, person_ids.get(rid), _j(ks), _j(terms)))
+        rows.append((rid, version, person_ids.get(rid), _j(ks), _j(terms), index.record_json(p)))
         for kind, value in terms.items():
             for key in ((kind, value), (index.TOTAL, kind)):
                 delta[key] = delta.get(key, 0) + 1
     keys.sort()  # in the primary key's order: appends to the b-tree, not random inserts
     bulk_insert(conn, mpi_key, ("key", "patient_id"), keys)
-    bulk_insert(conn, mpi_record, ("patient_id", "version_id", "person_id", "keys", "terms"), rows)
+    columns = ("patient_id", "version_id", "person_id", "keys", "terms", "record")
+    bulk_insert(conn, mpi_record, columns, rows)
     bulk_insert(conn, mpi_term, ("kind", "value", "n"), [(k, v, n) for (k, v), n in delta.items()])
     done = sa.select(mpi_record.c.patient_id).where(
         mpi_record.c.patient_id == mpi_inbox.c.patient_id,

@@ -281,8 +281,8 @@ mpi_inbox = sa.Table(
     sa.Column("patient_id", Key, primary_key=True),
     sa.Column("version_id", sa.Integer, primary_key=True),
 )
-# Every indexed record: the version indexed, its Person, and its keys and name parts as JSON
-# (so that re-indexing removes exactly what it added).
+# Every indexed record: the version indexed, its Person, its keys and name parts as JSON (so
+# that re-indexing removes exactly what it added), and the record as the linker compares it.
 mpi_record = sa.Table(
     "mpi_record",
     metadata,
@@ -291,6 +291,7 @@ mpi_record = sa.Table(
     sa.Column("person_id", Key),
     sa.Column("keys", sa.Text, nullable=False),
     sa.Column("terms", sa.Text, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),  # normalised, so matching never redoes it
     sa.Index("ix_mpi_record_person", "person_id"),
 )
 # Blocking keys: records sharing a key are compared.

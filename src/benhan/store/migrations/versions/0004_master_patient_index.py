@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("person_id", KEY),
         sa.Column("keys", sa.Text(), nullable=False),
         sa.Column("terms", sa.Text(), nullable=False),
+        sa.Column("record", sa.Text(), nullable=False),
     )
     op.create_index("ix_mpi_record_person", "mpi_record", ["person_id"])
     op.create_table(
