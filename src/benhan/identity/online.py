@@ -201,9 +201,7 @@ def drain(
                 if not rows:
                     break
                 _match_batch(conn, facility, rows, th, out)
-        except Exception:
-            if batch == 1:
-                raise
+        except Exception:  # one bad record must not stop every later one
             _one_by_one(store, facility, th, out, batch)
             continue
         out.records += len(rows)
