@@ -288,6 +288,7 @@ def recluster(
     found = index.blocks(conn, {k for keys in seed_keys.values() for k in keys})
     near = {pid: {c for k in keys for c in found.get(k, ()) if c != pid}
             for pid, keys in seed_keys.items()}  # fmt: skip
+    near = _relevant(conn, model, th, near)
     group = set(seeds).union(*near.values())
     persons = _persons_around(conn, group)  # a Person is always rewritten whole
     group |= {pid for members in persons.values() for pid in members}
@@ -320,6 +321,27 @@ def recluster(
     named = [[ids[i] for i in g] for g in groups]
     write_persons(conn, facility, named, {ids[i]: a for i, a in assurance.items()}, group, out)
     return len(band)
+
+
+def _relevant(
+    conn: sa.Connection, model: Model, th: Thresholds, near: dict[str, set[str]]
+) -> dict[str, set[str]]:
+    """Of each seed's key-mates, those that can change a Person or the queue: at or above the
+    review threshold, or in conflict with it. Most key-mates are other people sharing a name
+    or a birthday; leaving them (and their Persons) out keeps a drain's work to the few."""
+    people = index.indexed_people(conn, set(near).union(*near.values()))
+    ids = sorted(people)
+    at = {pid: i for i, pid in enumerate(ids)}
+    pairs = sorted((at[s], at[c]) for s, cs in near.items() if s in at for c in cs if c in at)
+    if not pairs:
+        return {s: set() for s in near}
+    ia, ib = (np.asarray(x, np.int32) for x in zip(*pairs, strict=True))
+    scored = _score(conn, model, [people[i] for i in ids], ia, ib, th)
+    keep = (scored.prob >= th.review) | (scored.reason == CONFLICT)
+    out: dict[str, set[str]] = {s: set() for s in near}
+    for k in np.flatnonzero(keep).tolist():
+        out[ids[ia[k]]].add(ids[ib[k]])
+    return out
 
 
 def _persons_around(conn: sa.Connection, ids: set[str]) -> dict[str, list[str]]:
