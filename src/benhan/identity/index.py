@@ -155,8 +155,8 @@ def put_records(conn: sa.Connection, records: Sequence[tuple[str, int, Person | 
         drop_keys += [{"k": k, "p": rid} for k in sorted(was - set(keys))]
         add_keys += [{"key": k, "patient_id": rid} for k in sorted(set(keys) - was)]
         if before:
-            _count(delta, before["terms"], -1)
-        _count(delta, terms, +1)
+            count_terms(delta, before["terms"], -1)
+        count_terms(delta, terms, +1)
         if person is None:
             deletes.append({"p": rid})
         elif before:
@@ -187,7 +187,8 @@ def put_records(conn: sa.Connection, records: Sequence[tuple[str, int, Person | 
     add_terms(conn, delta)
 
 
-def _count(delta: dict[tuple[str, str], int], terms: dict[str, str], sign: int) -> None:
+def count_terms(delta: dict[tuple[str, str], int], terms: dict[str, str], sign: int) -> None:
+    """Add a record's name parts, and each kind's total, to `delta`, `sign` times."""
     for kind, value in terms.items():
         for key in ((kind, value), (TOTAL, kind)):
             delta[key] = delta.get(key, 0) + sign

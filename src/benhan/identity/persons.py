@@ -252,7 +252,7 @@ def write_persons(
     out.created += sum(rid not in current for rid in changed)
     out.updated += sum(rid in current for rid in changed)
     out.persons = len(wanted)
-    records = list(among) if among is not None else [pid for pid in owner]
+    records = list(among if among is not None else owner)
     _set_person_ids(conn, records, {pid: rid for rid, r in wanted.items() for pid in members(r)})
 
 
@@ -331,9 +331,7 @@ def _rebuild_index(conn: sa.Connection, records: list[Resource], people: list[Pe
         keys += [(k, rid) for k in ks]
         version = int((res.get("meta") or {}).get("versionId", "1"))
         rows.append((rid, version, person_ids.get(rid), _j(ks), _j(terms), index.record_json(p)))
-        for kind, value in terms.items():
-            for key in ((kind, value), (index.TOTAL, kind)):
-                delta[key] = delta.get(key, 0) + 1
+        index.count_terms(delta, terms, +1)
     keys.sort()  # in the primary key's order: appends to the b-tree, not random inserts
     bulk_insert(conn, mpi_key, ("key", "patient_id"), keys)
     columns = ("patient_id", "version_id", "person_id", "keys", "terms", "record")
