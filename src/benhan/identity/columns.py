@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -89,46 +90,72 @@ def sound_key(folded: str) -> str:
     return " ".join(w[0] + w[1:].translate(_VOWELS) for w in folded.split())
 
 
-def to_columns(people: Sequence[Person]) -> Columns:
-    def col(get: Callable[[Person], str | None]) -> Codes:
-        return encode([get(p) for p in people])
+# A record's column values, in this order: what to_columns reads from a Person, and what the
+# online index stores per record, so that a candidate becomes columns without being parsed,
+# normalised or folded again.
+ROW = ("name_acc", "name_fold", "name_sound", "family", "middle", "given", "given_first",
+       "birth", "year", "month", "day", "year_only", "sex", "cccd", "cmnd", "bhyt", "phone",
+       "commune", "postcode", "address", "identifier")  # fmt: skip
+Row = Sequence[str | int | bool | None]
+FAMILY, MIDDLE, GIVEN = ROW.index("family"), ROW.index("middle"), ROW.index("given")
 
-    name_fold, name_words = vocabulary([p.name.folded for p in people])
-    family = col(lambda p: p.name.family)
+
+def row_of(p: Person) -> tuple[str | int | bool | None, ...]:
+    n, b = p.name, p.birth
+    folded = n.folded
     # "·" stands for "no middle name", which is a value of its own, not a missing one.
-    middle = encode([" ".join(p.name.middle) or "·" if p.name.given else None for p in people])
-    given, given_words = vocabulary([p.name.given for p in people])
-    cccd, cccd_values = vocabulary([p.cccd for p in people])
-    births = [p.birth for p in people]
-    ints: Callable[[list[int]], Ints] = lambda xs: np.asarray(xs, dtype=np.int32)  # noqa: E731
+    middle = " ".join(n.middle) or "·" if n.given else None
+    day = b is not None and b.precision == "day"
+    return (
+        n.accented, folded, sound_key(folded), n.family, middle, n.given, n.given_first,
+        b.value.toordinal() if b else -1, b.value.year if b else -1,
+        b.value.month if b and day else -1, b.value.day if b and day else -1,
+        bool(b and b.maybe_year_only),
+        p.sex, p.cccd, p.cmnd, p.bhyt, p.phone, p.commune, p.postcode, p.address, p.identifier,
+    )  # fmt: skip
+
+
+def to_columns(people: Sequence[Person]) -> Columns:
+    return columns_of([p.record_id for p in people], [row_of(p) for p in people])
+
+
+def columns_of(ids: list[str], rows: Sequence[Row]) -> Columns:
+    """Columns of records given as rows (ROW's order)."""
+    values: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(ROW)
+    v = dict(zip(ROW, values, strict=True))
+    ints: Callable[[Sequence[Any]], Ints] = lambda xs: np.asarray(xs, np.int32)  # noqa: E731
+    name_fold, name_words = vocabulary(v["name_fold"])
+    family, middle = encode(v["family"]), encode(v["middle"])
+    given, given_words = vocabulary(v["given"])
+    cccd, cccd_values = vocabulary(v["cccd"])
     cols = Columns(
-        ids=[p.record_id for p in people],
-        name_acc=col(lambda p: p.name.accented),
+        ids=ids,
+        name_acc=encode(v["name_acc"]),
         name_fold=name_fold,
         name_words=name_words,
-        name_sound=col(lambda p: sound_key(p.name.folded)),
+        name_sound=encode(v["name_sound"]),
         family=family,
         middle=middle,
         given=given,
         given_words=given_words,
-        given_first=[p.name.given_first for p in people],
+        given_first=list(v["given_first"]),
         name_tf=frequencies(family) * frequencies(middle) * frequencies(given),
         given_count=np.bincount(given[given >= 0], minlength=len(given_words)).astype(np.int32),
-        birth=ints([b.value.toordinal() if b else -1 for b in births]),
-        year=ints([b.value.year if b else -1 for b in births]),
-        month=ints([b.value.month if b and b.precision == "day" else -1 for b in births]),
-        day=ints([b.value.day if b and b.precision == "day" else -1 for b in births]),
-        year_only=np.asarray([bool(b and b.maybe_year_only) for b in births], dtype=np.bool_),
-        sex=col(lambda p: p.sex),
+        birth=ints(v["birth"]),
+        year=ints(v["year"]),
+        month=ints(v["month"]),
+        day=ints(v["day"]),
+        year_only=np.asarray(v["year_only"], dtype=np.bool_),
+        sex=encode(v["sex"]),
         cccd=cccd,
         cccd_values=cccd_values,
-        cmnd=col(lambda p: p.cmnd),
-        bhyt=col(lambda p: p.bhyt),
-        phone=col(lambda p: p.phone),
-        commune=col(lambda p: p.commune),
-        postcode=col(lambda p: p.postcode),
-        address=col(lambda p: p.address),
-        identifier=col(lambda p: p.identifier),
+        cmnd=encode(v["cmnd"]),
+        bhyt=encode(v["bhyt"]),
+        phone=encode(v["phone"]),
+        commune=encode(v["commune"]),
+        postcode=encode(v["postcode"]),
+        address=encode(v["address"]),
+        identifier=encode(v["identifier"]),
         present=frozenset(),
     )
     return replace(cols, present=frozenset(r for r in ROLES_PRESENT if _has(cols, r)))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import date
 from typing import Any
 
 import numpy as np
@@ -21,9 +20,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from benhan.fhir.primitives import micros, now
 from benhan.identity.blocking import DEFAULT_RULES
-from benhan.identity.columns import Columns, sound_key
+from benhan.identity.columns import FAMILY, GIVEN, MIDDLE, Columns, Row, row_of, sound_key
 from benhan.identity.model import Model
-from benhan.identity.normalise import BirthDate, Name, Person
+from benhan.identity.normalise import Person
 from benhan.store.schema import mpi_key, mpi_model, mpi_pair, mpi_record, mpi_term
 
 TERM_KINDS = ("family", "middle", "given")
@@ -31,6 +30,7 @@ TOTAL = "#"  # mpi_term kind holding each kind's total
 BLOCK_CAP = 1000  # as in batch linkage: a key shared by more records says too little to pair on
 SEP = "\x1f"
 KEY_MAX, TERM_MAX = 400, 200  # the lengths of mpi_key.key and mpi_term.value
+RECORD_FORMAT = 2  # of mpi_record.record (2: columns.row_of); the model records it
 
 
 def part_values(p: Person) -> dict[str, str | None]:
@@ -65,12 +65,10 @@ def keys_of(p: Person) -> list[str]:
     return out
 
 
-def terms_of(p: Person) -> dict[str, str]:
-    """The name parts whose frequencies weigh an exact name match (as columns.to_columns)."""
-    out = {"family": p.name.family, "given": p.name.given}
-    if p.name.given:
-        out["middle"] = " ".join(p.name.middle) or "·"  # "no middle name" is a value
-    return {k: _fit(v, TERM_MAX) for k, v in out.items() if v}
+def terms_of(row: Row) -> dict[str, str]:
+    """The name parts whose frequencies weigh an exact name match (as columns.columns_of)."""
+    out = {"family": row[FAMILY], "middle": row[MIDDLE], "given": row[GIVEN]}
+    return {k: _fit(v, TERM_MAX) for k, v in out.items() if isinstance(v, str) and v}
 
 
 def _fit(text: str, limit: int) -> str:
@@ -91,36 +89,14 @@ def lock(conn: sa.Connection) -> None:
 # ---- records -------------------------------------------------------------------------------
 
 
-def record_json(p: Person) -> str:
-    """The normalised record, stored with its keys: a candidate is read back in microseconds
-    instead of being parsed and normalised again for every match."""
-    n, b = p.name, p.birth
-    return _json([
-        n.family, list(n.middle), n.given, n.accented, n.gender_hint,
-        [b.value.isoformat(), b.precision] if b else None,
-        p.sex, p.cccd, p.cmnd, p.bhyt, p.phone, p.commune, p.postcode, p.address, p.identifier,
-    ])  # fmt: skip
-
-
-def record_of(rid: str, text: str) -> Person:
-    (family, middle, given, accented, hint, birth, sex, cccd, cmnd, bhyt, phone, commune,
-     postcode, address, identifier) = orjson.loads(text)  # fmt: skip
-    return Person(
-        rid,
-        Name(family, tuple(middle), given, accented, hint),
-        BirthDate(date.fromisoformat(birth[0]), birth[1]) if birth else None,
-        sex, cccd, cmnd, bhyt, phone, commune, postcode, address, identifier,
-    )  # fmt: skip
-
-
-def indexed_people(conn: sa.Connection, ids: Iterable[str]) -> dict[str, Person]:
-    """The indexed records among `ids`, as they were when last indexed."""
+def indexed_rows(conn: sa.Connection, ids: Iterable[str]) -> dict[str, Row]:
+    """The rows of the indexed records among `ids`, as they were when last indexed."""
     todo, out = sorted(set(ids)), {}
     for i in range(0, len(todo), 500):
         q = sa.select(mpi_record.c.patient_id, mpi_record.c.record).where(
             mpi_record.c.patient_id.in_(todo[i : i + 500])
         )
-        out.update({rid: record_of(rid, text) for rid, text in conn.execute(q)})
+        out.update({rid: orjson.loads(text) for rid, text in conn.execute(q)})
     return out
 
 
@@ -150,7 +126,8 @@ def put_records(conn: sa.Connection, records: Sequence[tuple[str, int, Person | 
     inserts, updates, deletes = [], [], []
     for rid, version, person in records:
         before = old.get(rid)
-        keys, terms = (keys_of(person), terms_of(person)) if person else ([], {})
+        row = row_of(person) if person else ()
+        keys, terms = (keys_of(person), terms_of(row)) if person else ([], {})
         was = set(before["keys"]) if before else set()
         drop_keys += [{"k": k, "p": rid} for k in sorted(was - set(keys))]
         add_keys += [{"key": k, "patient_id": rid} for k in sorted(set(keys) - was)]
@@ -161,11 +138,11 @@ def put_records(conn: sa.Connection, records: Sequence[tuple[str, int, Person | 
             deletes.append({"p": rid})
         elif before:
             updates.append({"p": rid, "v": version, "k": _json(keys), "t": _json(terms),
-                            "r": record_json(person)})  # fmt: skip
+                            "r": _json(row)})  # fmt: skip
         else:
             inserts.append({"patient_id": rid, "version_id": version, "person_id": None,
                             "keys": _json(keys), "terms": _json(terms),
-                            "record": record_json(person)})  # fmt: skip
+                            "record": _json(row)})  # fmt: skip
     where = mpi_record.c.patient_id == sa.bindparam("p")
     if deletes:
         conn.execute(mpi_record.delete().where(where), deletes)
@@ -234,18 +211,17 @@ def candidates(conn: sa.Connection, keys: Sequence[str], cap: int = BLOCK_CAP) -
     return {pid for ids in blocks(conn, keys, cap).values() for pid in ids}
 
 
-def with_population(conn: sa.Connection, cols: Columns, people: Sequence[Person]) -> Columns:
+def with_population(conn: sa.Connection, cols: Columns, rows: Sequence[Row]) -> Columns:
     """`cols` of a few records, with the name frequencies and given-name counts of every
     indexed record instead of the few's own (which would make every name look rare)."""
-    wanted = {(k, v) for p in people for k, v in terms_of(p).items()}
+    terms = [terms_of(r) for r in rows]
+    wanted = {item for t in terms for item in t.items()}
     counts = _term_counts(conn, wanted | {(TOTAL, k) for k in TERM_KINDS})
-    tf = np.ones(len(people), np.float64)
-    for i, p in enumerate(people):
-        terms = terms_of(p)
-        for kind in TERM_KINDS:
-            total = counts.get((TOTAL, kind), 0)
-            n = counts.get((kind, terms.get(kind, "")), 0)
-            tf[i] *= n / total if total and kind in terms else 0.0
+    totals = [counts.get((TOTAL, kind), 0) for kind in TERM_KINDS]
+    tf = np.ones(len(rows), np.float64)
+    for i, t in enumerate(terms):
+        for kind, total in zip(TERM_KINDS, totals, strict=True):
+            tf[i] *= counts.get((kind, t[kind]), 0) / total if total and kind in t else 0.0
     given_count = np.asarray(
         [counts.get(("given", _fit(w, TERM_MAX)), 0) for w in cols.given_words], np.int32
     ).reshape(-1)
@@ -269,21 +245,25 @@ def _term_counts(conn: sa.Connection, wanted: set[tuple[str, str]]) -> dict[tupl
 
 
 def save_model(conn: sa.Connection, model: Model, records: int) -> None:
+    content = _json({**model.to_json(), "record_format": RECORD_FORMAT})
     conn.execute(
-        mpi_model.insert(),
-        {"trained": micros(now()), "records": records, "content": _json(model.to_json())},
+        mpi_model.insert(), {"trained": micros(now()), "records": records, "content": content}
     )
 
 
 def current_model(conn: sa.Connection) -> Model | None:
     """The newest model relink trained; None before the first relink, or when the newest was
-    trained by an older benhan whose comparisons differ (the drain then relinks)."""
+    trained by an older benhan whose comparisons or stored rows differ (the drain then
+    relinks)."""
     q = sa.select(mpi_model.c.content).order_by(mpi_model.c.trained.desc()).limit(1)
     text = conn.execute(q).scalar()
     if not text:
         return None
+    data = orjson.loads(text)
+    if data.get("record_format") != RECORD_FORMAT:
+        return None
     try:
-        return Model.from_json(orjson.loads(text))
+        return Model.from_json(data)
     except (KeyError, ValueError):
         return None
 

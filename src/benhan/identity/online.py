@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from benhan.fhir.definitions import Resource
 from benhan.identity import index
-from benhan.identity.columns import Columns, to_columns
+from benhan.identity.columns import Columns, Row, columns_of, row_of
 from benhan.identity.compare import compare
 from benhan.identity.decide import REASONS, Thresholds, apply_rules, rule_reasons
 from benhan.identity.model import FieldWeight, Model, explain, match_weights, probability
@@ -92,10 +92,10 @@ class _Scored:
 
 
 def _score(
-    conn: sa.Connection, model: Model, people: list[Person], ia: np.ndarray, ib: np.ndarray,
-    th: Thresholds,
+    conn: sa.Connection, model: Model, ids: list[str], rows: Sequence[Row], ia: np.ndarray,
+    ib: np.ndarray, th: Thresholds,
 ) -> _Scored:  # fmt: skip
-    cols = index.with_population(conn, to_columns(people), people)
+    cols = index.with_population(conn, columns_of(ids, rows), rows)
     levels = compare(model.comparisons, cols, ia, ib)
     names = tuple(c.name for c in model.comparisons)
     reason = rule_reasons(cols, ia, ib, names, levels)
@@ -114,8 +114,8 @@ class Evidence:
 
 def score_pair(conn: sa.Connection, model: Model, a: Person, b: Person, th: Thresholds) -> Evidence:
     """One pair's probability, the rule that set it, and the weight of each field."""
-    one = np.zeros(1, np.int32)
-    scored = _score(conn, model, [a, b], one, one + 1, th)
+    one, ids = np.zeros(1, np.int32), [a.record_id, b.record_id]
+    scored = _score(conn, model, ids, [row_of(a), row_of(b)], one, one + 1, th)
     why = str(REASONS[int(scored.reason[0])])
     return Evidence(float(scored.prob[0]), why, explain(model, scored.cols, 0, 1))
 
@@ -136,13 +136,13 @@ def match(
     query = person_of(patient)
     own = patient.get("id")
     found = index.candidates(conn, index.keys_of(query)) - {own}
-    people = index.indexed_people(conn, found)
-    if not people:
+    rows = index.indexed_rows(conn, found)
+    if not rows:
         return []
-    ids = sorted(people)
-    everyone = [query, *(people[i] for i in ids)]
-    ib = np.arange(1, len(everyone), dtype=np.int32)
-    scored = _score(conn, model, everyone, np.zeros(len(ib), np.int32), ib, th)
+    ids = sorted(rows)
+    ib = np.arange(1, len(ids) + 1, dtype=np.int32)
+    everyone = [row_of(query), *(rows[i] for i in ids)]
+    scored = _score(conn, model, [own or "", *ids], everyone, np.zeros(len(ib), np.int32), ib, th)
     decided = index.decided(conn, [own, *ids]) if own else {}
     out = []
     for k, pid in enumerate(ids):
@@ -288,12 +288,13 @@ def recluster(
     found = index.blocks(conn, {k for keys in seed_keys.values() for k in keys})
     near = {pid: {c for k in keys for c in found.get(k, ()) if c != pid}
             for pid, keys in seed_keys.items()}  # fmt: skip
-    near = _relevant(conn, model, th, near)
+    rows = index.indexed_rows(conn, set(near).union(*near.values()))  # seeds: indexed just now
+    near = _relevant(conn, model, th, near, rows)
     group = set(seeds).union(*near.values())
     persons = _persons_around(conn, group)  # a Person is always rewritten whole
     group |= {pid for members in persons.values() for pid in members}
-    people = index.indexed_people(conn, group)  # the seeds were indexed a moment ago
-    ids = sorted(people)
+    rows |= index.indexed_rows(conn, group - rows.keys())
+    ids = sorted(group & rows.keys())
     at = {pid: i for i, pid in enumerate(ids)}
     pairs = {tuple(sorted((at[s], at[c]))) for s, cs in near.items() if s in at
              for c in cs if c in at}  # fmt: skip
@@ -304,7 +305,7 @@ def recluster(
     edges = Edges([], [], [], [])
     if pairs:
         ia, ib = (np.asarray(x, np.int32) for x in zip(*sorted(pairs), strict=True))
-        scored = _score(conn, model, [people[i] for i in ids], ia, ib, th)
+        scored = _score(conn, model, ids, [rows[i] for i in ids], ia, ib, th)
         edges = Edges.of(ia, ib, scored.prob, scored.reason, th)
         for k in np.flatnonzero((scored.prob >= th.review) & (scored.prob < th.link)).tolist():
             a, b = ids[ia[k]], ids[ib[k]]
@@ -324,19 +325,19 @@ def recluster(
 
 
 def _relevant(
-    conn: sa.Connection, model: Model, th: Thresholds, near: dict[str, set[str]]
-) -> dict[str, set[str]]:
+    conn: sa.Connection, model: Model, th: Thresholds, near: dict[str, set[str]],
+    rows: dict[str, Row],
+) -> dict[str, set[str]]:  # fmt: skip
     """Of each seed's key-mates, those that can change a Person or the queue: at or above the
     review threshold, or in conflict with it. Most key-mates are other people sharing a name
     or a birthday; leaving them (and their Persons) out keeps a drain's work to the few."""
-    people = index.indexed_people(conn, set(near).union(*near.values()))
-    ids = sorted(people)
+    ids = sorted(rows)
     at = {pid: i for i, pid in enumerate(ids)}
     pairs = sorted((at[s], at[c]) for s, cs in near.items() if s in at for c in cs if c in at)
     if not pairs:
         return {s: set() for s in near}
     ia, ib = (np.asarray(x, np.int32) for x in zip(*pairs, strict=True))
-    scored = _score(conn, model, [people[i] for i in ids], ia, ib, th)
+    scored = _score(conn, model, ids, [rows[i] for i in ids], ia, ib, th)
     keep = (scored.prob >= th.review) | (scored.reason == CONFLICT)
     out: dict[str, set[str]] = {s: set() for s in near}
     for k in np.flatnonzero(keep).tolist():

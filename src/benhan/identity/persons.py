@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from benhan.access import Actor
 from benhan.fhir.definitions import Resource
 from benhan.identity import index
+from benhan.identity.columns import row_of
 from benhan.identity.decide import REASONS, Thresholds
 from benhan.identity.dedupe import link
 from benhan.identity.fhir_csv import field_options, patient_row
@@ -327,10 +328,11 @@ def _rebuild_index(conn: sa.Connection, records: list[Resource], people: list[Pe
     rows: list[tuple[Any, ...]] = []
     delta: dict[tuple[str, str], int] = {}
     for res, p in zip(records, people, strict=True):
-        rid, ks, terms = res["id"], index.keys_of(p), index.terms_of(p)
+        rid, ks, row = res["id"], index.keys_of(p), row_of(p)
+        terms = index.terms_of(row)
         keys += [(k, rid) for k in ks]
         version = int((res.get("meta") or {}).get("versionId", "1"))
-        rows.append((rid, version, person_ids.get(rid), _j(ks), _j(terms), index.record_json(p)))
+        rows.append((rid, version, person_ids.get(rid), _j(ks), _j(terms), _j(row)))
         index.count_terms(delta, terms, +1)
     keys.sort()  # in the primary key's order: appends to the b-tree, not random inserts
     bulk_insert(conn, mpi_key, ("key", "patient_id"), keys)
