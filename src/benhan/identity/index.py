@@ -211,17 +211,19 @@ def candidates(conn: sa.Connection, keys: Sequence[str], cap: int = BLOCK_CAP) -
     return {pid for ids in blocks(conn, keys, cap).values() for pid in ids}
 
 
-def with_population(conn: sa.Connection, cols: Columns, rows: Sequence[Row]) -> Columns:
+def with_population(conn: sa.Connection, cols: Columns) -> Columns:
     """`cols` of a few records, with the name frequencies and given-name counts of every
     indexed record instead of the few's own (which would make every name look rare)."""
-    terms = [terms_of(r) for r in rows]
-    wanted = {item for t in terms for item in t.items()}
+    words = {"family": cols.family_words, "middle": cols.middle_words, "given": cols.given_words}
+    wanted = {(kind, _fit(w, TERM_MAX)) for kind, ws in words.items() for w in ws}
     counts = _term_counts(conn, wanted | {(TOTAL, k) for k in TERM_KINDS})
-    totals = [counts.get((TOTAL, kind), 0) for kind in TERM_KINDS]
-    tf = np.ones(len(rows), np.float64)
-    for i, t in enumerate(terms):
-        for kind, total in zip(TERM_KINDS, totals, strict=True):
-            tf[i] *= counts.get((kind, t[kind]), 0) / total if total and kind in t else 0.0
+    tf = np.ones(len(cols), np.float64)
+    for kind, codes in (("family", cols.family), ("middle", cols.middle), ("given", cols.given)):
+        total = counts.get((TOTAL, kind), 0)
+        # Per code: its share of the population; a record without the part weighs 0 (as batch).
+        share = np.asarray([counts.get((kind, _fit(w, TERM_MAX)), 0) / total if total else 0.0
+                            for w in words[kind]] + [0.0], np.float64)  # fmt: skip
+        tf *= share[codes]  # code −1 reads the appended 0
     given_count = np.asarray(
         [counts.get(("given", _fit(w, TERM_MAX)), 0) for w in cols.given_words], np.int32
     ).reshape(-1)

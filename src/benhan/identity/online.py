@@ -95,7 +95,7 @@ def _score(
     conn: sa.Connection, model: Model, ids: list[str], rows: Sequence[Row], ia: np.ndarray,
     ib: np.ndarray, th: Thresholds,
 ) -> _Scored:  # fmt: skip
-    cols = index.with_population(conn, columns_of(ids, rows), rows)
+    cols = index.with_population(conn, columns_of(ids, rows))
     levels = compare(model.comparisons, cols, ia, ib)
     names = tuple(c.name for c in model.comparisons)
     reason = rule_reasons(cols, ia, ib, names, levels)

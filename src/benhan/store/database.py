@@ -133,6 +133,9 @@ def _sqlite_engine(url: str) -> sa.Engine:
         # A bigger page cache and fewer WAL checkpoints: index inserts touch many pages.
         cur.execute("PRAGMA cache_size=-32768")
         cur.execute("PRAGMA wal_autocheckpoint=10000")
+        # Reads through a memory map shared by every connection, not a copy per page into each
+        # connection's cache: the index's random lookups (identity/online.py) read many pages.
+        cur.execute("PRAGMA mmap_size=4294967296")
         cur.close()
 
     @sa.event.listens_for(engine, "begin")
