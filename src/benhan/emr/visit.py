@@ -263,6 +263,8 @@ SECTIONS = (
     Section("advice", "69730-0", "Instructions", "Lời dặn"),
 )
 NOTE_TYPE = coding_of(sy.LOINC, "11488-4", "Consult note")
+# The visit's own note among its Compositions (signed documents are Compositions too).
+NOTE_SEARCH = ("type", f"{sy.LOINC}|11488-4")
 NOTE_FIELDS = ("reason", "history", "exam", "plan")  # "advice" is written when closing
 
 
@@ -320,7 +322,8 @@ def composition(visit: Visit, texts: dict[str, str], status: str) -> Resource:
 
 
 def find_note(repo: Repo, visit: Visit) -> Resource | None:
-    found = search_all(repo, "Composition", [("encounter", visit.ref), ("_count", "1")])
+    params = [("encounter", visit.ref), NOTE_SEARCH, ("_count", "1")]
+    found = search_all(repo, "Composition", params)
     return found[0] if found else None
 
 
@@ -586,7 +589,7 @@ def load(repo: Repo, encounter_id: str) -> VisitView:
         search_all(repo, "Observation", mine), key=lambda o: o.get("effectiveDateTime", "")
     )
     requests = search_all(repo, "ServiceRequest", mine)
-    notes = search_all(repo, "Composition", [*mine[:1], ("_count", "1")])
+    notes = search_all(repo, "Composition", [*mine[:1], NOTE_SEARCH, ("_count", "1")])
     allergies = search_all(
         repo,
         "AllergyIntolerance",

@@ -21,6 +21,7 @@ from benhan.emr.chart import (
     vital_point,
 )
 from benhan.emr.model import search_all, search_page
+from benhan.emr.visit import NOTE_SEARCH
 from benhan.fhir import systems as sy
 from benhan.fhir.definitions import Resource
 from benhan.fhir.outcome import not_found
@@ -169,7 +170,8 @@ def visit_record(repo: Repo, encounter_id: str, today: date) -> VisitRecord:
 
 def _notes(repo: Repo, encounter_id: str) -> tuple[Section, ...]:
     """The sections of the visit's latest note."""
-    params = [("encounter", f"Encounter/{encounter_id}"), ("_sort", "-date"), ("_count", "1")]
+    params = [("encounter", f"Encounter/{encounter_id}"), NOTE_SEARCH, ("_sort", "-date"),
+              ("_count", "1")]  # fmt: skip
     found = search_all(repo, "Composition", params)
     if not found:
         return ()
