@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck install browser serve bench clean
+.PHONY: demo test lint typecheck install system browser serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,10 +14,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian's chromium for the Playwright page tests (no browser download at run time).
-browser:
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
-	  || echo "chromium could not be installed: browser tests will be skipped with that reason"
+# Debian packages (nothing is downloaded at run time): chromium for the Playwright page tests,
+# DejaVu fonts for printed PDFs, poppler-utils (pdftoppm) and SoftHSM2 (a PKCS#11 token) for the
+# signing tests.
+DEBS := chromium fonts-dejavu-core poppler-utils softhsm2
+system:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) \
+	  || echo "could not install" $$missing": the tests that need them are skipped with that reason"; fi
+
+browser: system
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench tools
@@ -26,10 +32,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) browser lint typecheck
+test: $(STAMP) system lint typecheck
 	$(BIN)/pytest -n 2 --dist loadgroup
 
-demo: $(STAMP)
+demo: $(STAMP) system
 	$(BIN)/benhan demo
 
 serve: $(STAMP)

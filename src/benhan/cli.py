@@ -36,11 +36,17 @@ def _register_sub_apps() -> None:
     from benhan.auth.commands_accounts import accounts_app
     from benhan.auth.commands_oauth import clients_app, keys_app
     from benhan.identity.commands import mpi_app
+    from benhan.signing.commands import verify_command
+    from benhan.signing.ledger_commands import audit_app
+    from benhan.signing.pki_commands import pki_app
 
     app.add_typer(accounts_app, name="accounts")
     app.add_typer(clients_app, name="clients")
     app.add_typer(keys_app, name="keys")
     app.add_typer(mpi_app, name="mpi")
+    app.add_typer(pki_app, name="pki")
+    app.add_typer(audit_app, name="audit")
+    app.command("verify")(verify_command)
 
 
 class CliError(typer.Exit):

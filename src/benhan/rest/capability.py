@@ -141,6 +141,10 @@ def _resource(rtype: str) -> dict[str, Any]:
                 "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
             },
         ]
+    if rtype == "Bundle":
+        out["operation"] = [
+            {"name": "verify", "definition": "https://benhan.vn/fhir/OperationDefinition/verify"}
+        ]
     if rtype == "Group":
         out["operation"] = [
             {

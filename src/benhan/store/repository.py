@@ -28,7 +28,7 @@ from benhan.fhir.primitives import instant, micros, now, split_ref
 from benhan.fhir.searchparams import extract
 from benhan.fhir.systems import facility_source, source_facility
 from benhan.fhir.validation import validate
-from benhan.store import compartment
+from benhan.store import compartment, ledger
 from benhan.store.audit import Trail
 from benhan.store.bulk_insert import bulk_insert
 from benhan.store.history import Version, history
@@ -294,6 +294,25 @@ class Repo:
             )
         return row.version_id, row.deleted, row.facility
 
+    def _refuse_signed(self, rtype: str, rid: str) -> None:
+        """A signed document is immutable: its Bundle, and the Composition stored with it under
+        the same id, are never changed or deleted; an amendment is a new document (signing/)."""
+        if rtype not in ("Bundle", "Composition"):
+            return
+        q = sa.select(sa.cast(resource.c.content, sa.Text)).where(
+            resource.c.rtype == "Bundle", resource.c.id == rid, resource.c.deleted.is_(False)
+        )
+        text = self.conn.execute(q).scalar()
+        if text and '"signature"' in text and orjson.loads(text).get("signature"):
+            raise FhirError(
+                409,
+                Issue(
+                    "conflict",
+                    "tài liệu đã ký không sửa, không xóa được; hãy lập bản thay thế / "
+                    "a signed document cannot be changed or deleted: write one that replaces it",
+                ),
+            )
+
     def existing(self, refs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of these (type, id) pairs exist, are not deleted, and the caller may see."""
         found: set[tuple[str, str]] = set()
@@ -344,6 +363,8 @@ class Repo:
         if not (self.policy.allows(rtype, "u") or self.policy.allows(rtype, "c")):
             self.policy.require(rtype, "u")  # scope first: a 403 here says nothing about data
         current = self._current(rtype, rid)
+        if current is not None and not current[1]:
+            self._refuse_signed(rtype, rid)
         if if_match is not None:
             expected = parse_etag(if_match)
             if current is None or current[1] or current[0] != expected:
@@ -368,9 +389,10 @@ class Repo:
         """http://hl7.org/fhir/R4/http.html#delete: idempotent; returns the deletion version."""
         access = self.trail.record("delete", [f"{rtype}/{rid}"])
         self.policy.require(rtype, "d")
-        current = self.current_version(rtype, rid)
+        current = self._current(rtype, rid)
         if current is None or current[1]:
             return None
+        self._refuse_signed(rtype, rid)
         access.patients.update(
             self.conn.scalars(
                 sa.select(resource.c.patient_key).where(
@@ -380,7 +402,7 @@ class Repo:
                 )
             )
         )
-        version = current[0] + 1
+        version, stamp = current[0] + 1, micros(now())
         storage = _Storage(self.conn, self.facility)
         storage.archive([(rtype, rid)])
         self.conn.execute(
@@ -388,7 +410,7 @@ class Repo:
             .where(resource.c.rtype == rtype, resource.c.id == rid)
             .values(
                 version_id=version,
-                last_updated=micros(now()),
+                last_updated=stamp,
                 method="DELETE",
                 deleted=True,
                 content=None,
@@ -398,6 +420,10 @@ class Repo:
         storage.drop_index_rows([(rtype, rid)])
         if rtype == "Patient":
             storage.to_match([(rid, version)])
+        # The deletion is a version of its owner's history (RESOURCE_COLUMNS order).
+        ledger.append(
+            self.conn, [(rtype, rid, version, stamp, "DELETE", True, None, current[2], None)]
+        )
         return version
 
     @_audited("create")
@@ -521,6 +547,7 @@ class _Storage:
         self.drop_index_rows([(r[0], r[1]) for r in stale])
         self._insert_index_rows(writes)
         self.to_match([(s.id, s.version_id) for s in saved if s.rtype == "Patient"])
+        ledger.append(self.conn, rows, [w.resource for w in writes])  # chained at commit
         return saved
 
     def to_match(self, patients: list[tuple[str, int]]) -> None:

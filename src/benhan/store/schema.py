@@ -344,3 +344,79 @@ mpi_decision = sa.Table(
     sa.Column("at", sa.BigInteger, nullable=False),
     sa.Index("ix_mpi_decision_pair", "patient_a", "patient_b", "at"),
 )
+
+
+# ---- the ledger: hash chain over every stored version, signed checkpoints (store/ledger.py) ----
+# One chain per owning facility, so that writers of different facilities never wait on one
+# another and a shard can hold a facility's whole chain (no global sequence). Hashes are the 32
+# raw bytes of SHA-256.
+ledger_entry = sa.Table(
+    "ledger_entry",
+    metadata,
+    sa.Column("facility", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),  # 1, 2, 3 … within the facility
+    sa.Column("rtype", Key, nullable=False),
+    sa.Column("id", Key, nullable=False),
+    sa.Column("version_id", sa.Integer, nullable=False),
+    sa.Column("digest", sa.LargeBinary(32), nullable=False),  # of the stored version
+    sa.Column("prev", sa.LargeBinary(32), nullable=False),  # the previous entry's hash
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),  # over prev and this entry
+)
+# The last entry of each chain; its row lock serialises a facility's writers at commit.
+ledger_head = sa.Table(
+    "ledger_head",
+    metadata,
+    sa.Column("facility", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+# A chain's head signed by the facility's key: what a rewrite of the chain cannot forge.
+ledger_checkpoint = sa.Table(
+    "ledger_checkpoint",
+    metadata,
+    sa.Column("facility", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),  # microseconds since epoch, UTC
+    sa.Column("jws", sa.Text, nullable=False),  # compact JWS over the above, x5c = the chain
+)
+
+
+# ---- signing: the provincial CA's certificates, keys and revocations (signing/pki.py) --------
+
+# Every certificate benhan knows: its own CA (root, issuing), the certificates it issued, and
+# those imported from a licensed CA with their issuers. Keyed by the SHA-256 of the DER, since
+# two CAs may use the same serial. A private key is stored only encrypted (PKCS#8 with the key
+# passphrase); a key held in a token or a remote service is named by `key_uri` instead.
+pki_certificate = sa.Table(
+    "pki_certificate",
+    metadata,
+    sa.Column("fingerprint", Key, primary_key=True),  # SHA-256 of the DER, hex
+    sa.Column("serial", sa.String(64), nullable=False),  # hex, upper case
+    sa.Column("kind", sa.String(16), nullable=False),  # root, issuing, ca, facility, practitioner
+    sa.Column("owner", sa.String(200), nullable=False),  # "Practitioner/…", "Organization/…", ""
+    sa.Column("facility", sa.String(32), nullable=False),
+    sa.Column("common_name", sa.String(256), nullable=False),
+    sa.Column("issuer", Key),  # the issuer's fingerprint; NULL for a self-signed root
+    sa.Column("not_before", sa.BigInteger, nullable=False),  # microseconds since epoch, UTC
+    sa.Column("not_after", sa.BigInteger, nullable=False),
+    sa.Column("algorithm", sa.String(16), nullable=False),  # ES256, RS256
+    sa.Column("certificate", sa.Text, nullable=False),  # PEM
+    sa.Column("private_key", sa.Text),  # encrypted PKCS#8 PEM
+    sa.Column("key_uri", sa.Text),  # e.g. an RFC 7512 "pkcs11:" URI
+    sa.Column("trust_anchor", sa.Boolean, nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Index("ix_pki_certificate_owner", "owner", "not_before"),
+    sa.Index("ix_pki_certificate_serial", "serial"),
+)
+# Revocations, permanent: the CRL of the issuing CA lists those of the certificates it issued.
+pki_revocation = sa.Table(
+    "pki_revocation",
+    metadata,
+    sa.Column("fingerprint", Key, primary_key=True),  # of the revoked certificate
+    sa.Column("serial", sa.String(64), nullable=False),
+    sa.Column("issuer", Key, nullable=False),  # the issuer's fingerprint
+    sa.Column("reason", sa.String(32), nullable=False),  # RFC 5280 CRLReason, e.g. keyCompromise
+    sa.Column("revoked", sa.BigInteger, nullable=False),  # microseconds since epoch, UTC
+    sa.Index("ix_pki_revocation_issuer", "issuer", "revoked"),
+)

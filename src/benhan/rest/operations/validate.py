@@ -18,7 +18,7 @@ def validate_op(ctx: Context, req: Request, target: list[str]) -> Response:
         raise FhirError(405, Issue("not-supported", "$validate cần POST / $validate needs POST"))
     if not target:
         raise bad_request("$validate cần loại tài nguyên / $validate needs a resource type")
-    res = _resource(req.body)
+    res = resource_of(req.body)
     issues = check(res)
     if isinstance(res, dict) and res.get("resourceType") not in (None, target[0]):
         issues.append(
@@ -39,7 +39,7 @@ def validate_op(ctx: Context, req: Request, target: list[str]) -> Response:
     return Response(200, operation_outcome(issues))
 
 
-def _resource(body: Any) -> Any:
+def resource_of(body: Any) -> Any:
     """The body is the resource itself or a Parameters with a `resource` parameter."""
     if isinstance(body, dict) and body.get("resourceType") == "Parameters":
         for p in body.get("parameter", []):

@@ -1,0 +1,1 @@
+"""Signed records: keys and certificates, document signatures, Provenance, signed PDF."""

@@ -1,0 +1,118 @@
+"""Signing a clinical document as the clinician at the keyboard, and checking a signed one
+against the province's trust anchors: the parts (documents, pki, jws, verify) put together.
+
+A document is built from what is stored, signed with the certificate of the Practitioner the
+account is linked to, and stored with a Provenance that carries the same signature (who, for
+which facility, when, why). Verification reads the anchors and revocation lists from the store,
+so a facility checks a document from anywhere in the province offline.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from benhan.fhir.outcome import FhirError, Issue
+from benhan.fhir.primitives import now
+from benhan.signing import jws, pki
+from benhan.signing.documents import Kind, build_document, store_document
+from benhan.signing.verify import Verification, verify
+from benhan.store.repository import Repo, Saved
+
+PROVENANCE_ACTIVITY = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+
+
+def sign(
+    repo: Repo,
+    kind: Kind,
+    *,
+    encounter: str | None = None,
+    report: str | None = None,
+    replaces: str | None = None,
+    signature_type: str = jws.AUTHOR,
+    when: datetime | None = None,
+) -> Saved:
+    """Build the document, sign it as the caller's Practitioner, store it (immutable from then
+    on) with its Provenance; the stored Bundle. FhirError 4xx when the caller cannot sign."""
+    who = repo.actor.practitioner
+    if not who:
+        raise FhirError(
+            403,
+            Issue(
+                "forbidden",
+                "tài khoản chưa gắn với người hành nghề nên không ký được / "
+                "the account is not linked to a practitioner, so it cannot sign",
+            ),
+        )
+    at = (when or now()).replace(microsecond=0)  # as Bundle.signature.when says it
+    signer = _signer(repo.conn, who, at)
+    bundle = build_document(
+        repo, kind, encounter=encounter, report=report, author=who, replaces=replaces
+    )
+    head = bundle["entry"][0]["resource"]
+    for attester in head.get("attester", []):
+        attester["time"] = jws.instant(at)
+    for_facility = _custodian(bundle)
+    signed = jws.sign_document(
+        bundle, signer, who=who, on_behalf_of=for_facility, signature_type=signature_type, when=at
+    )
+    saved = store_document(repo, signed)
+    repo.create(_provenance(signed, saved, who, for_facility, replaces))
+    return saved
+
+
+def _signer(conn: sa.Connection, who: str, at: datetime) -> Any:
+    try:
+        return pki.signer_for(conn, who, at=at)
+    except pki.NoUsableCertificate as err:
+        raise FhirError(409, Issue("business-rule", str(err))) from None
+
+
+def _custodian(bundle: dict[str, Any]) -> str | None:
+    """ "Organization/<id>" of the document's custodian (its entries are named by urn:uuid)."""
+    ref = (bundle["entry"][0]["resource"].get("custodian") or {}).get("reference")
+    for e in bundle.get("entry", []):
+        res = e.get("resource") or {}
+        if ref and e.get("fullUrl") == ref and res.get("resourceType") == "Organization":
+            return f"Organization/{res['id']}"
+    return None
+
+
+def _provenance(
+    signed: dict[str, Any], saved: Saved, who: str, for_facility: str | None, replaces: str | None
+) -> dict[str, Any]:
+    """Who signed what, for whom and when, with the document's own signature."""
+    agent: dict[str, Any] = {
+        "type": {"coding": [{"system": PARTICIPANT, "code": "author"}]},
+        "who": {"reference": who},
+    }
+    if for_facility:
+        agent["onBehalfOf"] = {"reference": for_facility}
+    composition = f"Composition/{saved.id}"
+    targets = [{"reference": f"Bundle/{saved.id}/_history/{saved.version_id}"},
+               {"reference": composition}]  # fmt: skip
+    code = "UPDATE" if replaces else "CREATE"
+    out = {
+        "resourceType": "Provenance",
+        "target": targets,
+        "recorded": signed["signature"]["when"],
+        "activity": {"coding": [{"system": PROVENANCE_ACTIVITY, "code": code}]},
+        "agent": [agent],
+        "signature": [signed["signature"]],
+    }
+    if replaces:
+        out["entity"] = [{"role": "revision", "what": {"reference": f"Composition/{replaces}"}}]
+    return out
+
+
+def check(conn: sa.Connection, bundle: Any, *, at: datetime | None = None) -> Verification:
+    """A signed document checked against the province's trust anchors and revocation lists."""
+    anchors = pki.trust_anchors(conn)
+    crls = pki.crls(conn) if anchors else []  # no CA here yet: nothing is trusted
+    return verify(bundle, anchors=anchors, crls=crls, at=at)
+
+
+__all__ = ["check", "sign"]
