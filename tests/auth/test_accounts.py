@@ -188,7 +188,7 @@ def test_demo_accounts_one_per_human_role(store: Store) -> None:
     with store.begin() as conn:
         rows = set(conn.execute(sa.select(account)))
         audited = conn.scalar(sa.select(sa.func.count()).where(resource.c.rtype == "AuditEvent"))
-    assert audited == 12
+    assert audited == 17  # 12 account events + the CA and 4 practitioners' certificates
     assert ensure_demo_accounts(store, "27001", "pt-1") == made
     with store.begin() as conn:
         assert set(conn.execute(sa.select(account))) == rows

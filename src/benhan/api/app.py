@@ -22,6 +22,7 @@ from benhan.web import (
     break_glass_pages,
     clinician_pages,
     desk_pages,
+    document_pages,
     kiosk_pages,
     login_pages,
     mpi_pages,
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         visit_pages,
         results_pages,
         mpi_pages,
+        document_pages,
     ):
         app.include_router(pages_router.router)
     pages.mount(app)

@@ -5,9 +5,12 @@ Never run this on a server that holds real patients' data: everyone can read the
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from benhan.access import ROLES, Actor
 from benhan.auth.accounts import create_account, find_account
 from benhan.fhir.systems import CCHN
+from benhan.signing import pki
 from benhan.store.audit import ROLES_CHANGED, record_security, security_event
 from benhan.store.database import Store
 from benhan.store.repository import Repo
@@ -55,6 +58,17 @@ def _practitioner(repo: Repo, code: str) -> str:
     return repo.create(res).id
 
 
+def _certify(conn: sa.Connection, job: Actor, practitioner: str, code: str, facility: str) -> None:
+    """A document-signing certificate from the provincial CA, so the demo clinician can sign;
+    one that already has a certificate keeps it."""
+    owner = f"Practitioner/{practitioner}"
+    if pki.certificates(conn, owner=owner):
+        return
+    family, given, prefix, _ = PRACTITIONERS[code]
+    pki.issue(conn, kind="practitioner", owner=owner, common_name=f"{prefix}. {family} {given}",
+              facility=facility, actor=job)  # fmt: skip
+
+
 def ensure_demo_accounts(
     store: Store, facility: str, patient_id: str | None
 ) -> list[tuple[str, str, str]]:
@@ -63,7 +77,8 @@ def ensure_demo_accounts(
     The username is the role's code (`doctor`, `privacy-officer`…); staff work at `facility`,
     the DoH analyst, the identity steward and the insurance assessor at province level, and
     `patient` is linked to `patient_id` (left out when None). An account that already exists is
-    left as it is.
+    left as it is. The clinicians' Practitioners get a certificate of the provincial CA (created
+    if need be), so that they can sign documents.
     """
     wanted: list[tuple[str, str, str | None]] = [(code, facility, None) for code in FACILITY_ROLES]
     wanted += [(code, "", None) for code in PROVINCE_ROLES]
@@ -89,6 +104,9 @@ def ensure_demo_accounts(
                 )
                 event = security_event(ROLES_CHANGED, detail=f"account {code} created, role {code}")
                 record_security(conn, job, event)
+            acc = find_account(conn, code)
+            if code in PRACTITIONERS and acc is not None and acc.practitioner:
+                _certify(conn, job, acc.practitioner, code, where)
             out.append((code, DEMO_PASSWORD, code))
     return out
 

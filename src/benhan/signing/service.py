@@ -9,20 +9,26 @@ so a facility checks a document from anywhere in the province offline.
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.x509.oid import NameOID
 
+from benhan.emr.model import search_all
 from benhan.fhir.outcome import FhirError, Issue
 from benhan.fhir.primitives import now
 from benhan.signing import jws, pki
 from benhan.signing.documents import Kind, build_document, store_document
+from benhan.signing.pdf import render_pdf, sign_pdf
+from benhan.signing.signers import Signer
 from benhan.signing.verify import Verification, verify
 from benhan.store.repository import Repo, Saved
 
 PROVENANCE_ACTIVITY = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+PDF_REASON = "Ký tài liệu / document signature"
 
 
 def sign(
@@ -34,9 +40,13 @@ def sign(
     replaces: str | None = None,
     signature_type: str = jws.AUTHOR,
     when: datetime | None = None,
+    with_pdf: bool = False,
 ) -> Saved:
     """Build the document, sign it as the caller's Practitioner, store it (immutable from then
-    on) with its Provenance; the stored Bundle. FhirError 4xx when the caller cannot sign."""
+    on) with its Provenance; the stored Bundle. FhirError 4xx when the caller cannot sign.
+
+    `with_pdf`: also print it, sign the PDF (PAdES) with the same certificate, and store that as
+    a DocumentReference related to the Composition (found by `signed_pdf`)."""
     who = repo.actor.practitioner
     if not who:
         raise FhirError(
@@ -61,7 +71,80 @@ def sign(
     )
     saved = store_document(repo, signed)
     repo.create(_provenance(signed, saved, who, for_facility, replaces))
+    if with_pdf:
+        repo.create(_pdf_reference(signed, signer, at))
     return saved
+
+
+def _pdf_reference(signed: dict[str, Any], signer: Signer, at: datetime) -> dict[str, Any]:
+    """The signed document printed, signed again as a PDF by the same certificate, as a
+    DocumentReference in local "Type/id" references (it is searched by them)."""
+    head = signed["entry"][0]["resource"]
+    place = _facility_name(signed)
+    pdf = sign_pdf(
+        render_pdf(signed), signer, reason=PDF_REASON, location=place,
+        name=_common_name(signer), when=at,
+    )  # fmt: skip
+    title = str(head.get("title") or "")
+    out: dict[str, Any] = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "docStatus": "final",
+        "type": head["type"],
+        "subject": {"reference": _local(signed, head["subject"]["reference"])},
+        "date": jws.instant(at),
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "application/pdf",
+                    "language": "vi",
+                    "data": base64.b64encode(pdf).decode("ascii"),
+                    "title": f"{title}.pdf" if title else "document.pdf",
+                    "creation": jws.instant(at),
+                }
+            }
+        ],
+    }
+    context: dict[str, Any] = {"related": [{"reference": f"Composition/{head['id']}"}]}
+    if head.get("encounter"):
+        context["encounter"] = [{"reference": _local(signed, head["encounter"]["reference"])}]
+    out["context"] = context
+    return out
+
+
+def _local(bundle: dict[str, Any], url: str) -> str:
+    """ "Type/id" of the entry a document's urn:uuid reference names (as written, if none)."""
+    for e in bundle.get("entry", []):
+        res = e.get("resource") or {}
+        if e.get("fullUrl") == url and res.get("id"):
+            return f"{res['resourceType']}/{res['id']}"
+    return url
+
+
+def _facility_name(bundle: dict[str, Any]) -> str:
+    """Where the document was signed, as the PDF signature says it: the custodian's name."""
+    ref = (bundle["entry"][0]["resource"].get("custodian") or {}).get("reference")
+    for e in bundle.get("entry", []):
+        if ref and e.get("fullUrl") == ref:
+            return str((e.get("resource") or {}).get("name") or "")
+    return ""
+
+
+def _common_name(signer: Signer) -> str:
+    names = signer.chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
+
+
+def signed_pdf(repo: Repo, composition: str) -> tuple[bytes, str] | None:
+    """The signed PDF stored for Composition/`composition` and its file title; None if none."""
+    params = [("related", f"Composition/{composition}"), ("_count", "10")]
+    for ref in search_all(repo, "DocumentReference", params):
+        for content in ref.get("content", []):
+            attachment = content.get("attachment") or {}
+            if attachment.get("contentType") == "application/pdf" and attachment.get("data"):
+                data = base64.b64decode(attachment["data"])
+                return data, str(attachment.get("title") or "document.pdf")
+    return None
 
 
 def _signer(conn: sa.Connection, who: str, at: datetime) -> Any:
@@ -115,4 +198,4 @@ def check(conn: sa.Connection, bundle: Any, *, at: datetime | None = None) -> Ve
     return verify(bundle, anchors=anchors, crls=crls, at=at)
 
 
-__all__ = ["check", "sign"]
+__all__ = ["check", "sign", "signed_pdf"]
