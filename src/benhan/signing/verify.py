@@ -34,6 +34,7 @@ from typing import Any, Final, TypeVar
 import orjson
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jws
 from joserfc.errors import BadSignatureError, JoseError
@@ -648,16 +649,34 @@ def _signed_crl(
     """The newest CRL that `issuer` really signed."""
     if issuer is None:
         return None
-    public_key = issuer.public_key()
-    signed = [crl for crl in crls if _crl_signed_by(crl, public_key)]
+    signed = [crl for crl in crls if _crl_signed_by(crl, issuer)]
     return max(signed, key=lambda crl: crl.last_update_utc, default=None)
 
 
-def _crl_signed_by(crl: x509.CertificateRevocationList, public_key: Any) -> bool:
-    try:
-        return crl.is_signature_valid(public_key)
-    except (TypeError, ValueError):
-        return False
+def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    # A CRL is checked against its issuer once per process: it is the same bytes until the
+    # next one is published (its SHA-256 names it; CRL objects cannot be hashed themselves).
+    return _crl_signature_valid(crl.fingerprint(hashes.SHA256()), issuer, crl)
+
+
+_CRL_CHECKS: dict[tuple[bytes, x509.Certificate], bool] = {}
+_CRL_CHECKS_MAX = 1024
+
+
+def _crl_signature_valid(
+    digest: bytes, issuer: x509.Certificate, crl: x509.CertificateRevocationList
+) -> bool:
+    key = (digest, issuer)
+    found = _CRL_CHECKS.get(key)
+    if found is None:
+        try:
+            found = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            found = False
+        if len(_CRL_CHECKS) >= _CRL_CHECKS_MAX:
+            _CRL_CHECKS.clear()
+        _CRL_CHECKS[key] = found
+    return found
 
 
 def _not_revoked(
