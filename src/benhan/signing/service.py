@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from cryptography.x509.oid import NameOID
 
+from benhan.access import Actor
 from benhan.emr.model import search_all
 from benhan.fhir.outcome import FhirError, Issue
 from benhan.fhir.primitives import now
@@ -47,16 +48,7 @@ def sign(
 
     `with_pdf`: also print it, sign the PDF (PAdES) with the same certificate, and store that as
     a DocumentReference related to the Composition (found by `signed_pdf`)."""
-    who = repo.actor.practitioner
-    if not who:
-        raise FhirError(
-            403,
-            Issue(
-                "forbidden",
-                "tài khoản chưa gắn với người hành nghề nên không ký được / "
-                "the account is not linked to a practitioner, so it cannot sign",
-            ),
-        )
+    who = practitioner_of(repo.actor)
     at = (when or now()).replace(microsecond=0)  # as Bundle.signature.when says it
     signer = _signer(repo.conn, who, at)
     bundle = build_document(
@@ -112,22 +104,28 @@ def _pdf_reference(signed: dict[str, Any], signer: Signer, at: datetime) -> dict
     return out
 
 
-def _local(bundle: dict[str, Any], url: str) -> str:
-    """ "Type/id" of the entry a document's urn:uuid reference names (as written, if none)."""
+def _entry_at(bundle: dict[str, Any], url: str | None) -> dict[str, Any] | None:
+    """The resource of the entry a document's (urn:uuid) reference names, if any."""
     for e in bundle.get("entry", []):
-        res = e.get("resource") or {}
-        if e.get("fullUrl") == url and res.get("id"):
-            return f"{res['resourceType']}/{res['id']}"
-    return url
+        if url and e.get("fullUrl") == url and isinstance(e.get("resource"), dict):
+            found: dict[str, Any] = e["resource"]
+            return found
+    return None
+
+
+def _custodian_ref(bundle: dict[str, Any]) -> str | None:
+    return (bundle["entry"][0]["resource"].get("custodian") or {}).get("reference")
+
+
+def _local(bundle: dict[str, Any], url: str) -> str:
+    """ "Type/id" of the entry a document's reference names (as written, if none)."""
+    res = _entry_at(bundle, url)
+    return f"{res['resourceType']}/{res['id']}" if res and res.get("id") else url
 
 
 def _facility_name(bundle: dict[str, Any]) -> str:
     """Where the document was signed, as the PDF signature says it: the custodian's name."""
-    ref = (bundle["entry"][0]["resource"].get("custodian") or {}).get("reference")
-    for e in bundle.get("entry", []):
-        if ref and e.get("fullUrl") == ref:
-            return str((e.get("resource") or {}).get("name") or "")
-    return ""
+    return str((_entry_at(bundle, _custodian_ref(bundle)) or {}).get("name") or "")
 
 
 def _common_name(signer: Signer) -> str:
@@ -147,6 +145,20 @@ def signed_pdf(repo: Repo, composition: str) -> tuple[bytes, str] | None:
     return None
 
 
+def practitioner_of(actor: Actor) -> str:
+    """The Practitioner the account signs as; FhirError 403 when it is linked to none."""
+    if not actor.practitioner:
+        raise FhirError(
+            403,
+            Issue(
+                "forbidden",
+                "tài khoản chưa gắn với người hành nghề nên không ký được / "
+                "the account is not linked to a practitioner, so it cannot sign",
+            ),
+        )
+    return actor.practitioner
+
+
 def _signer(conn: sa.Connection, who: str, at: datetime) -> Any:
     try:
         return pki.signer_for(conn, who, at=at)
@@ -156,12 +168,10 @@ def _signer(conn: sa.Connection, who: str, at: datetime) -> Any:
 
 def _custodian(bundle: dict[str, Any]) -> str | None:
     """ "Organization/<id>" of the document's custodian (its entries are named by urn:uuid)."""
-    ref = (bundle["entry"][0]["resource"].get("custodian") or {}).get("reference")
-    for e in bundle.get("entry", []):
-        res = e.get("resource") or {}
-        if ref and e.get("fullUrl") == ref and res.get("resourceType") == "Organization":
-            return f"Organization/{res['id']}"
-    return None
+    res = _entry_at(bundle, _custodian_ref(bundle))
+    return (
+        f"Organization/{res['id']}" if res and res.get("resourceType") == "Organization" else None
+    )
 
 
 def _provenance(

@@ -52,10 +52,6 @@ KIND_NAMES: dict[str, str] = {
     "report": N_("Phiếu kết quả"),
 }
 NOT_FOUND = N_("Không tìm thấy lượt khám hoặc văn bản này.")
-NOT_LINKED = (
-    "tài khoản chưa gắn với người hành nghề nên không ký được / "
-    "the account is not linked to a practitioner, so it cannot sign"
-)
 NO_PDF = N_("Văn bản này chưa có bản PDF đã ký.")
 
 
@@ -216,7 +212,7 @@ def visit_documents(request: Request, encounter_id: str) -> Response:
             docs = documents_of(repo, encounter_id)
             signables = _signables(repo, enc) if _may_sign(s.actor.role) else []
     except FhirError as exc:
-        return _not_found(request) if exc.status in (403, 404, 410) else _refused(request, exc)
+        return _failed(request, exc)
     ctx = {
         "eid": encounter_id,
         "patient": _name(patient),
@@ -249,12 +245,11 @@ def document_review(
     try:
         if wanted is None:
             raise DocumentError("unknown-kind")
-        if not s.actor.practitioner:
-            raise FhirError(403, _issue(NOT_LINKED))
+        author = service.practitioner_of(s.actor)
         with unit(store_of(request), s.actor, write=False) as repo:
             bundle = build_document(
                 repo, wanted, encounter=encounter_id, report=_id_or_none(report, "unknown-report"),
-                author=s.actor.practitioner, replaces=_id_or_none(replaces, "unknown-replaced"),
+                author=author, replaces=_id_or_none(replaces, "unknown-replaced"),
             )  # fmt: skip
     except FhirError as exc:
         return _refused(request, exc)
@@ -274,6 +269,11 @@ def _id_or_none(raw: str, rule: str) -> str | None:
     if raw and not FHIR_ID.match(raw):
         raise DocumentError(rule)
     return raw or None
+
+
+def _failed(request: Request, exc: FhirError) -> Response:
+    """A refusal that must not say whether the visit or document exists is a plain 404."""
+    return _not_found(request) if exc.status in (403, 404, 410) else _refused(request, exc)
 
 
 def _issue(text: str, code: str = "forbidden") -> Issue:
@@ -317,8 +317,7 @@ def _sign(
     wanted = _kind(kind)
     if wanted is None:
         raise DocumentError("unknown-kind")
-    if not s.actor.practitioner:
-        raise FhirError(403, _issue(NOT_LINKED))
+    service.practitioner_of(s.actor)
     try:
         with unit(store_of(request), s.actor, write=True) as repo:
             saved = service.sign(
@@ -397,7 +396,7 @@ def document_page(request: Request, composition_id: str) -> Response:
             has_pdf = service.signed_pdf(repo, composition_id) is not None
             verification = service.check(repo.conn, bundle) if bundle.get("signature") else None
     except FhirError as exc:
-        return _not_found(request) if exc.status in (403, 404, 410) else _refused(request, exc)
+        return _failed(request, exc)
     head = bundle["entry"][0]["resource"]
     enc = _entry(bundle, head.get("encounter"))
     ctx = {
@@ -433,7 +432,7 @@ def document_pdf(request: Request, composition_id: str) -> Response:
         with unit(store_of(request), s.actor, write=False) as repo:
             found = service.signed_pdf(repo, composition_id)
     except FhirError as exc:
-        return _not_found(request) if exc.status in (403, 404, 410) else _refused(request, exc)
+        return _failed(request, exc)
     if found is None:
         return page(request, "error.html", {"message": NO_PDF, "values": {}}, 404)
     data, title = found
