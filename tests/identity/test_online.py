@@ -18,7 +18,7 @@ from benhan.identity.dedupe import link
 from benhan.identity.persons import members, patients, person_of, relink
 from benhan.store.database import Store
 from benhan.store.repository import Repo
-from benhan.store.schema import mpi_inbox, mpi_model, mpi_pair, mpi_record, mpi_term
+from benhan.store.schema import mpi_inbox, mpi_key, mpi_model, mpi_pair, mpi_record, mpi_term
 
 from .conftest import HUB, SynthCsv
 from .test_persons import create, patient, persons
@@ -100,6 +100,34 @@ def test_a_new_record_of_a_known_person_joins_their_person_as_it_arrives(
     assert done.records == 2 and not done.trained
     linked = [members(p) for p in persons(province) if first in members(p)]
     assert linked and set(linked[0]) >= {first, third} and second not in linked[0]
+
+
+def test_an_updated_record_is_found_by_its_new_keys_only(province: Store) -> None:
+    """Re-indexing replaces what the previous version added: after an update the key table
+    holds exactly the new keys and the stored row is the new one; after a delete, nothing."""
+    pid = create(province, "27001", patient("Đỗ Văn Khải", "1982-09-14", "male"))
+    online.drain(province, HUB)
+    with province.begin() as conn:
+        changed = {**patient("Đỗ Văn Khánh", "1982-09-14", "male"), "id": pid}
+        Repo(conn, Actor.job("27001", "test")).update("Patient", pid, changed)
+    online.drain(province, HUB)
+
+    def indexed_now() -> tuple[list[str], list[str], list[Any]]:
+        with province.read() as conn:
+            q = sa.select(mpi_key.c.key).where(mpi_key.c.patient_id == pid)
+            keys = sorted(conn.execute(q).scalars())
+            stored = index.indexed(conn, [pid]).get(pid)
+            row = index.indexed_rows(conn, [pid]).get(pid, [])
+        return keys, sorted(stored["keys"]) if stored else [], list(row)
+
+    keys, recorded, row = indexed_now()
+    assert keys and keys == recorded
+    assert row[ROW.index("given")] == "khanh"  # folded
+    assert not any("khai" in k for k in keys)
+    with province.begin() as conn:
+        Repo(conn, Actor.job("27001", "test")).delete("Patient", pid)
+    online.drain(province, HUB)
+    assert indexed_now() == ([], [], [])
 
 
 def test_deleting_a_linked_record_takes_it_out_of_its_person(province: Store) -> None:

@@ -333,10 +333,10 @@ def _relevant(
     or a birthday; leaving them (and their Persons) out keeps a drain's work to the few."""
     ids = sorted(rows)
     at = {pid: i for i, pid in enumerate(ids)}
-    pairs = sorted((at[s], at[c]) for s, cs in near.items() if s in at for c in cs if c in at)
+    pairs = [(at[s], at[c]) for s, cs in near.items() if s in at for c in cs if c in at]
     if not pairs:
         return {s: set() for s in near}
-    ia, ib = (np.asarray(x, np.int32) for x in zip(*pairs, strict=True))
+    ia, ib = np.asarray(pairs, np.int32).T  # any order: each pair is judged on its own
     scored = _score(conn, model, ids, [rows[i] for i in ids], ia, ib, th)
     keep = (scored.prob >= th.review) | (scored.reason == CONFLICT)
     out: dict[str, set[str]] = {s: set() for s in near}
