@@ -16,6 +16,7 @@ from benhan import __version__
 from benhan.api import bulk_routes, errors, fhir_routes, oauth_routes
 from benhan.api.access_log import AccessLog
 from benhan.config import Settings, tune_gc
+from benhan.signing.ledger_signing import Checkpointer, Schedule
 from benhan.store.database import Store, open_store
 from benhan.web import (
     account_pages,
@@ -38,21 +39,25 @@ log = logging.getLogger("benhan.api")
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    schedule = Schedule.from_env()  # here: a bad value stops the server before it starts
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not app.state.store.is_postgres:  # PostgreSQL's autovacuum keeps its own statistics
             app.state.store.analyze()
         stop = threading.Event()
-        matching = None
+        tasks = []
         if settings.match_every > 0:
-            matching = asyncio.create_task(_match_arrivals(app.state.store, settings, stop))
+            tasks.append(asyncio.create_task(_match_arrivals(app.state.store, settings, stop)))
+        if schedule.on:
+            checkpointer = Checkpointer(app.state.store, schedule)
+            tasks.append(asyncio.create_task(_checkpoint_chains(checkpointer, stop)))
         yield
         stop.set()
-        if matching is not None:
-            matching.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await matching
+                await task
         app.state.store.audit.flush()  # read events still queued are written before exit
 
     app = FastAPI(
@@ -102,3 +107,14 @@ async def _match_arrivals(store: Store, settings: Settings, stop: threading.Even
         except Exception as exc:
             log.error("mpi: matching round failed (%s)", type(exc).__name__)  # no patient data
         await asyncio.sleep(settings.match_every)
+
+
+async def _checkpoint_chains(checkpointer: Checkpointer, stop: threading.Event) -> None:
+    """Sign the ledger's chains that are due (signing/ledger_signing.py), in a worker thread so
+    requests go on; a chain it cannot sign is logged there, a failed round here."""
+    while not stop.is_set():
+        await asyncio.sleep(checkpointer.schedule.poll_seconds)
+        try:
+            await asyncio.to_thread(checkpointer.step, stop.is_set)
+        except Exception as exc:
+            log.error("ledger: checkpoint round failed (%s)", type(exc).__name__)

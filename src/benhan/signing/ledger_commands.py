@@ -1,5 +1,6 @@
 """`benhan audit …`: check the tamper-evident history (`verify`), sign a chain's head
-(`checkpoint`), and chain what was stored before the ledger existed (`seal`)."""
+(`checkpoint`; the server also does it on a schedule), and chain what was stored before the
+ledger existed (`seal`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
-import sqlalchemy as sa
 import typer
 from cryptography import x509
 from rich.console import Console
@@ -18,8 +18,9 @@ from rich.table import Table
 
 from benhan.config import Settings
 from benhan.signing import pki
-from benhan.signing.signers import KeySigner, Signer, algorithm_of
-from benhan.store import ledger
+from benhan.signing.ledger_signing import facility_signer, revocation_check
+from benhan.signing.signers import KeySigner, algorithm_of
+from benhan.store import checkpoints, ledger
 
 if TYPE_CHECKING:
     from benhan.store.database import Store
@@ -62,7 +63,10 @@ def verify(
     """Kiểm tra lịch sử / check the chains, every stored version, the checkpoints (1: broken)."""
     anchors = [cert for path in anchor or [] for cert in _certificates(path)]
     with _store() as store, store.read() as conn, _bar() as progress:
-        report = ledger.verify(conn, facility, anchors=anchors, progress=progress, limit=limit)
+        revocation = revocation_check(conn)
+        report = ledger.verify(
+            conn, facility, anchors=anchors, revocation=revocation, progress=progress, limit=limit
+        )
     _print_report(report)
     raise typer.Exit(0 if report.intact else 1)
 
@@ -103,6 +107,13 @@ def _print_report(report: ledger.Report) -> None:
             "against their own certificates only: give --anchor to check whom they chain to"
             "[/yellow]"
         )
+    for note in report.notes.values():
+        seqs = f"{note.first:,}" if note.count == 1 else f"{note.first:,}–{note.last:,}"
+        out.print(
+            f"[yellow]ghi chú / note[/yellow] {escape(note.facility)}, điểm kiểm / checkpoints "
+            f"{seqs} ({note.count}): {escape(note.message)}",
+            highlight=False,
+        )
     for kind, n in sorted(report.counts.items()):
         out.print(f"  {kind}: {n:,} — {ledger.KINDS[kind]}", highlight=False)
     verdict = (
@@ -142,9 +153,9 @@ def checkpoint(
     with _store() as store:
         try:
             with store.begin() as conn:
-                signer = _signer(key, chain) if key and chain else _facility_signer(conn, facility)
-                made = ledger.checkpoint(conn, facility, signer)
-        except (ledger.LedgerError, pki.PkiError) as exc:
+                signer = _signer(key, chain) if key and chain else facility_signer(conn, facility)
+                made = checkpoints.make(conn, facility, signer)
+        except (checkpoints.CheckpointError, pki.PkiError) as exc:
             _fail(str(exc))
     when = from_micros(made.at).strftime("%Y-%m-%d %H:%M:%S %z")
     out.print(
@@ -165,11 +176,6 @@ def seal(
     with _store() as store, store.begin() as conn:
         n = ledger.seal(conn, facility)
     out.print(f"{n:,} phiên bản đã vào sổ / versions chained")
-
-
-def _facility_signer(conn: sa.Connection, facility: str) -> Signer:
-    """The facility's own certificate from the provincial CA (`benhan pki issue`)."""
-    return pki.signer_for(conn, f"Organization/{facility}")
 
 
 def _certificates(path: Path) -> list[x509.Certificate]:

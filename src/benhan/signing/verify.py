@@ -229,7 +229,7 @@ def _certificate_checks(
         _trust(chain[-1], anchor, anchors),
         _validity(chain, anchor, signed_at),
         _key_usage(chain[0]),
-        *_revocation(chain, anchors, crls, signed_at, now),
+        *revocation_checks(chain, anchors, crls, signed_at, now),
     ]
 
 
@@ -592,7 +592,7 @@ def _key_usage(leaf: x509.Certificate) -> Check:
 # ---------------------------------------------------------------- revocation
 
 
-def _revocation(
+def revocation_checks(
     chain: Sequence[x509.Certificate],
     anchors: Sequence[x509.Certificate],
     crls: Sequence[x509.CertificateRevocationList],

@@ -20,41 +20,36 @@ The content is hashed in a canonical form (keys sorted, no spaces) rather than b
 PostgreSQL's jsonb keeps the value, not the bytes, so the bytes read back differ from the bytes
 written; `canonical` gives the same result for both (numbers included, see there).
 
-A checkpoint signs a chain's head (facility, seq, hash, time) with the facility's key, as a
-compact JWS carrying its certificate chain (x5c). Whoever can write to the database can also
-recompute a chain after changing it; what they cannot do is sign, so a rewrite of anything
-before the newest checkpoint shows, and the report says how many entries no checkpoint covers
-yet. Checkpoint often (the caller's job) and keep the trust anchors outside the database.
+A checkpoint (store/checkpoints.py) signs a chain's head with the facility's key and links to
+the facility's previous checkpoint and to the store's newest. Whoever can write to the database
+can also recompute a chain after changing it; what they cannot do is sign, so a rewrite of
+anything before the newest checkpoint shows, and the report says how many entries no checkpoint
+covers yet. The server checkpoints every chain now and then (signing/ledger_signing.py); keep
+the trust anchors outside the database.
 
 `verify` walks each chain and every stored version and names each break: a version changed,
 deleted or inserted, an entry deleted, altered or rewritten, a head or checkpoint that does not
-match, a signature that fails. It reads in keyset pages, so memory stays bounded.
+match, a signature that fails or a signer revoked before it signed, a checkpoint deleted,
+replaced or inserted. It reads in keyset pages, so memory stays bounded.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
-import itertools
 import sqlite3
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from benhan.fhir.primitives import from_micros, instant, micros, now
+from benhan.store import checkpoints
 from benhan.store.bulk_insert import bulk_insert
 from benhan.store.schema import (
     RESOURCE_COLUMNS,
@@ -65,26 +60,18 @@ from benhan.store.schema import (
     resource_version,
 )
 
-if TYPE_CHECKING:
-    from benhan.signing.signers import Signer
-
 # For bench/ledger.py only, which turns it off to measure the write path without the ledger (its
 # reference). Nothing else may: versions written while it is off show up as inserted.
 RECORD = True
 
 PAGE = 2000  # entries per page when verifying
 ENTRY_COLUMNS = ("facility", "seq", "rtype", "id", "version_id", "digest", "prev", "hash")
-CHECKPOINT_TYPE = "benhan-ledger-checkpoint+jws"
 _I64_MIN, _U64_MAX = -(2**63), 2**64 - 1  # the integers orjson reads as int
 _FACILITY = RESOURCE_COLUMNS.index("facility")
 # A deletion has no content: NULL, which SQLAlchemy writes as JSON null into jsonb.
 _NO_CONTENT = (None, "null", b"null")
 
 Progress = Callable[[int, int], None]  # (entries checked so far, entries in all)
-
-
-class LedgerError(Exception):
-    """Something the caller asked for that the ledger cannot do (the message says why)."""
 
 
 # ---- hashing ----------------------------------------------------------------------------------
@@ -439,166 +426,6 @@ def _seal_batch(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> int:
     return n
 
 
-# ---- checkpoints ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    facility: str
-    seq: int
-    hash: bytes
-    at: int  # microseconds since epoch, UTC
-    jws: str
-
-
-def checkpoint(conn: sa.Connection, facility: str, signer: Signer) -> Checkpoint:
-    """Sign the facility's chain head now (or return the checkpoint already made at that head)."""
-    head = conn.execute(
-        sa.select(ledger_head.c.seq, ledger_head.c.hash).where(ledger_head.c.facility == facility)
-    ).first()
-    if head is None or head.seq == 0:
-        raise LedgerError(
-            f"sổ của cơ sở {facility!r} chưa có mục nào để ký / the ledger of facility "
-            f"{facility!r} has no entries to sign"
-        )
-    seq, chained = int(head.seq), bytes(head.hash)
-    existing = _stored_checkpoint(conn, facility, seq)
-    if existing is not None:
-        return existing
-    moment = now()
-    problem = (
-        _chain_problem(signer.chain, moment, ())
-        if signer.chain
-        else "chuỗi chứng thư trống / empty certificate chain"
-    )
-    if problem is not None:  # a checkpoint that verify would reject is worth nothing
-        raise LedgerError(f"không ký được / cannot sign: {problem}")
-    at = micros(moment)
-    jws = _sign(signer, _payload(facility, seq, chained, at))
-    conn.execute(
-        _insert_ignoring_duplicates(conn, ledger_checkpoint).values(
-            facility=facility, seq=seq, hash=chained, at=at, jws=jws
-        )
-    )
-    stored = _stored_checkpoint(conn, facility, seq)  # ours, or a concurrent signer's
-    assert stored is not None
-    return stored
-
-
-def _stored_checkpoint(conn: sa.Connection, facility: str, seq: int) -> Checkpoint | None:
-    c = ledger_checkpoint.c
-    row = conn.execute(
-        sa.select(c.hash, c.at, c.jws).where(c.facility == facility, c.seq == seq)
-    ).first()
-    return None if row is None else Checkpoint(facility, seq, bytes(row.hash), row.at, row.jws)
-
-
-def _insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing()
-
-
-def _payload(facility: str, seq: int, chained: bytes, at: int) -> dict[str, Any]:
-    return {"facility": facility, "seq": seq, "hash": chained.hex(), "at": instant(from_micros(at))}
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _sign(signer: Signer, payload: dict[str, Any]) -> str:
-    """A compact JWS (RFC 7515) made with the signer's key: the header names the algorithm and
-    carries the certificate chain (x5c, standard base64 DER), the payload the checkpoint."""
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    header = {
-        "alg": signer.algorithm,
-        "typ": CHECKPOINT_TYPE,
-        "x5c": [base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in signer.chain],
-    }
-    signing_input = f"{_b64url(orjson.dumps(header))}.{_b64url(orjson.dumps(payload))}"
-    return f"{signing_input}.{_b64url(signer.sign(signing_input.encode()))}"
-
-
-def signature_problem(
-    jws: str, expected: dict[str, Any], at: datetime, anchors: Sequence[x509.Certificate]
-) -> str | None:
-    """Why this checkpoint's JWS does not hold (None if it does): its signature by the first
-    certificate of x5c, its payload against the stored checkpoint, each certificate's validity
-    at signing time and each one issued by the next; with anchors, a chain that ends at one."""
-    try:
-        head_b64, body_b64, sig_b64 = jws.split(".")
-        header = orjson.loads(_unb64url(head_b64))
-        payload = orjson.loads(_unb64url(body_b64))
-        chain = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in header["x5c"]]
-        signature = _unb64url(sig_b64)
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-        return "chữ ký không đọc được / signature unreadable (not a compact JWS with x5c)"
-    if header.get("typ") != CHECKPOINT_TYPE or not chain:
-        return "không phải chữ ký điểm kiểm / not a checkpoint signature"
-    if not _signature_holds(header.get("alg"), chain[0], signature, f"{head_b64}.{body_b64}"):
-        return "chữ ký không hợp lệ / signature invalid"
-    if payload != expected:
-        return "nội dung đã ký khác điểm kiểm / the signed payload differs from the checkpoint"
-    return _chain_problem(chain, at, anchors)
-
-
-def _signature_holds(alg: object, cert: x509.Certificate, signature: bytes, signed: str) -> bool:
-    key = cert.public_key()
-    try:
-        if alg == "ES256" and isinstance(key, ec.EllipticCurvePublicKey) and len(signature) == 64:
-            r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-            key.verify(encode_dss_signature(r, s), signed.encode(), ec.ECDSA(hashes.SHA256()))
-        elif alg == "RS256" and isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, signed.encode(), padding.PKCS1v15(), hashes.SHA256())
-        else:
-            return False
-    except InvalidSignature:
-        return False
-    return True
-
-
-def _chain_problem(
-    chain: list[x509.Certificate], at: datetime, anchors: Sequence[x509.Certificate]
-) -> str | None:
-    for cert in chain:
-        if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-            return (
-                f"chứng thư hết hạn khi ký / certificate not valid at signing time: "
-                f"{cert.subject.rfc4514_string()}"
-            )
-    for cert, issuer in itertools.pairwise(chain):
-        if not _issued_by(cert, issuer):
-            return (
-                f"chuỗi chứng thư đứt / broken certificate chain: "
-                f"{cert.subject.rfc4514_string()} not issued by {issuer.subject.rfc4514_string()}"
-            )
-    if anchors and not any(chain[-1] == a or _issued_by(chain[-1], a) for a in anchors):
-        return (
-            f"chứng thư không thuộc nơi tin cậy / certificate chain not trusted: "
-            f"{chain[-1].subject.rfc4514_string()}"
-        )
-    return None
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        ca = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-        cert.verify_directly_issued_by(issuer)
-    except (x509.ExtensionNotFound, ValueError, TypeError, InvalidSignature):
-        return False
-    return ca
-
-
 # ---- verification -----------------------------------------------------------------------------
 
 
@@ -630,6 +457,8 @@ KINDS = {
     "head-mismatch": "đầu chuỗi không khớp / chain head does not match the last entry",
     "checkpoint-mismatch": "điểm kiểm không khớp chuỗi / checkpoint does not match the chain",
     "checkpoint-signature": "chữ ký điểm kiểm hỏng / checkpoint signature fails",
+    "checkpoint-link": "điểm kiểm bị xoá, thay hoặc chèn / checkpoint deleted, replaced or "
+    "inserted: the link to it breaks here",
 }
 
 
@@ -648,6 +477,18 @@ class ChainSummary:
 
 
 @dataclass
+class Note:
+    """What a person should read about checkpoints that hold (a signer revoked after signing,
+    a revocation that could not be checked): once per facility and message."""
+
+    facility: str
+    message: str
+    first: int  # the seqs of the first and last checkpoints it is about
+    last: int
+    count: int = 1
+
+
+@dataclass
 class Report:
     trusted: bool  # checkpoint certificates were checked against trust anchors
     limit: int = 1000  # findings kept in `findings`; `counts` counts them all
@@ -655,6 +496,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     versions: int = 0  # stored versions checked against their entries
+    notes: dict[tuple[str, str], Note] = field(default_factory=dict)
 
     @property
     def intact(self) -> bool:
@@ -665,19 +507,31 @@ class Report:
         if len(self.findings) < self.limit:
             self.findings.append(finding)
 
+    def note(self, facility: str, seq: int, message: str) -> None:
+        found = self.notes.get((facility, message))
+        if found is None:
+            self.notes[facility, message] = Note(facility, message, seq, seq)
+        else:
+            found.last, found.count = seq, found.count + 1
+
 
 def verify(
     conn: sa.Connection,
     facility: str | None = None,
     *,
     anchors: Sequence[x509.Certificate] = (),
+    revocation: checkpoints.Revocation | None = None,
     progress: Progress | None = None,
     limit: int = 1000,
     page: int = PAGE,
 ) -> Report:
     """Check every chain (or one facility's), every stored version against its entry, and
     every checkpoint; `anchors` are the trusted root or issuing certificates of the
-    facilities' keys (without them a signature is checked against its own certificate only)."""
+    facilities' keys (without them a signature is checked against its own certificate only),
+    `revocation` says whether a checkpoint's signer was revoked before it signed (the signing
+    layer's CRLs: signing/ledger_signing.py). With a facility, its checkpoints' links to others
+    are checked, not others' links to its own: only a full verify sees a facility that rewrote
+    its chain and re-signed its checkpoints."""
     report = Report(trusted=bool(anchors), limit=limit)
     facilities = [facility] if facility is not None else _chained_facilities(conn)
     heads = _heads(conn, facilities)
@@ -693,7 +547,7 @@ def verify(
             if progress:
                 progress(done, max(total, done))
         walk.end(heads.get(name))
-        _check_checkpoints(conn, summary, report, anchors, page)
+        _check_checkpoints(conn, summary, report, anchors, revocation, page)
     for row in _unrecorded_rows(conn, facility, with_content=False):
         _unrecorded(report, row)
     return report
@@ -866,61 +720,20 @@ def _check_checkpoints(
     summary: ChainSummary,
     report: Report,
     anchors: Sequence[x509.Certificate],
+    revocation: checkpoints.Revocation | None,
     page: int,
 ) -> None:
-    c, e = ledger_checkpoint.c, ledger_entry.c
-    query = (
-        sa.select(c.seq, c.hash, c.at, c.jws, e.hash)
-        .select_from(
-            ledger_checkpoint.outerjoin(
-                ledger_entry, sa.and_(e.facility == c.facility, e.seq == c.seq)
-            )
-        )
-        .where(c.facility == summary.facility, c.seq > sa.bindparam("after"))
-        .order_by(c.seq)
-        .limit(page)
+    found = checkpoints.check(
+        conn, summary.facility, anchors=anchors, revocation=revocation, page=page
     )
-    after = 0
-    while rows := conn.execute(query, {"after": after}).all():
-        for seq, signed, at, jws, chained in rows:
-            if _checkpoint_holds(report, summary.facility, seq, bytes(signed), at, jws, chained,
-                                 anchors):  # fmt: skip
-                summary.checkpoints += 1
-                summary.last_checkpoint = seq
-        after = rows[-1][0]
-
-
-def _checkpoint_holds(
-    report: Report,
-    facility: str,
-    seq: int,
-    signed: bytes,
-    at: int,
-    jws: str,
-    chained: bytes | None,
-    anchors: Sequence[x509.Certificate],
-) -> bool:
-    ok = True
-    if chained is None or bytes(chained) != signed:
-        why = "mục này đã bị xoá" if chained is None else "chuỗi đã bị viết lại trước đó"
-        what = "its entry was deleted" if chained is None else "the chain was rewritten up to it"
-        report.add(
-            Finding(
-                "checkpoint-mismatch",
-                facility,
-                f"điểm kiểm tại mục {seq} không khớp: {why} / checkpoint at seq {seq} does not "
-                f"match: {what}",
-                seq,
-            )
-        )
-        ok = False
-    expected = _payload(facility, seq, signed, at)
-    problem = signature_problem(jws, expected, from_micros(at).astimezone(UTC), anchors)
-    if problem is not None:
-        message = f"điểm kiểm tại mục {seq} / checkpoint at seq {seq}: {problem}"
-        report.add(Finding("checkpoint-signature", facility, message, seq))
-        ok = False
-    return ok
+    for outcome in found:
+        for kind, message in outcome.problems:
+            report.add(Finding(kind, summary.facility, message, outcome.seq))
+        for note in outcome.notes:
+            report.note(summary.facility, outcome.seq, note)
+        if outcome.holds:
+            summary.checkpoints += 1
+            summary.last_checkpoint = outcome.seq
 
 
 def _unrecorded_rows(

@@ -370,7 +370,8 @@ ledger_head = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.LargeBinary(32), nullable=False),
 )
-# A chain's head signed by the facility's key: what a rewrite of the chain cannot forge.
+# A chain's head signed by the facility's key: what a rewrite of the chain cannot forge. Each
+# checkpoint follows the store's previous one, of whatever facility (store/checkpoints.py).
 ledger_checkpoint = sa.Table(
     "ledger_checkpoint",
     metadata,
@@ -379,6 +380,12 @@ ledger_checkpoint = sa.Table(
     sa.Column("hash", sa.LargeBinary(32), nullable=False),
     sa.Column("at", sa.BigInteger, nullable=False),  # microseconds since epoch, UTC
     sa.Column("jws", sa.Text, nullable=False),  # compact JWS over the above, x5c = the chain
+    sa.Column("digest", sa.LargeBinary(32), nullable=False),  # SHA-256 of the jws
+    sa.Column("follows", sa.LargeBinary(32)),  # the digest it follows (NULL: made before links)
+    sa.Index("ux_ledger_checkpoint_digest", "digest", unique=True),
+    # One checkpoint follows each: servers signing at once never fork the chain.
+    sa.Index("ux_ledger_checkpoint_follows", "follows", unique=True),
+    sa.Index("ix_ledger_checkpoint_at", "at"),  # where to look for the newest
 )
 
 
