@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from benhan.access import Scopes
+from benhan.access import Actor, Scopes
 from benhan.auth.accounts import (
     FAILS_PER_ADDRESS,
     FAILS_PER_NAME,
@@ -21,7 +21,12 @@ from benhan.auth.accounts import (
     update_account,
 )
 from benhan.auth.demo_accounts import DEMO_PASSWORD, ensure_demo_accounts
+from benhan.fhir.systems import MA_CSKCB
+from benhan.signing import pki
+from benhan.signing.ledger_signing import Checkpointer, Schedule, facility_signer
+from benhan.store import checkpoints
 from benhan.store.database import Store
+from benhan.store.repository import Repo
 from benhan.store.schema import account, resource
 
 PASSWORD = "mat-khau-dai-2025"
@@ -188,10 +193,13 @@ def test_demo_accounts_one_per_human_role(store: Store) -> None:
     with store.begin() as conn:
         rows = set(conn.execute(sa.select(account)))
         audited = conn.scalar(sa.select(sa.func.count()).where(resource.c.rtype == "AuditEvent"))
-    assert audited == 17  # 12 account events + the CA and 4 practitioners' certificates
+    # 12 account events + the CA, 4 practitioners' certificates and the facility's
+    assert audited == 18
     assert ensure_demo_accounts(store, "27001", "pt-1") == made
     with store.begin() as conn:
         assert set(conn.execute(sa.select(account))) == rows
+        again = conn.scalar(sa.select(sa.func.count()).where(resource.c.rtype == "AuditEvent"))
+    assert again == audited  # no certificate issued twice
 
 
 def test_demo_accounts_without_a_patient(store: Store) -> None:
@@ -208,3 +216,35 @@ def test_passwords_are_stored_as_argon2id_at_the_rfc_9106_cost() -> None:
     assert stored.startswith("$argon2id$")
     assert params.memory_cost >= 64 * 1024 and params.time_cost >= 3  # RFC 9106 §4, second choice
     assert "mot-mat-khau" not in stored
+
+
+def test_the_demo_facility_gets_a_certificate_so_its_ledger_is_checkpointed(store: Store) -> None:
+    with store.begin() as conn:
+        Repo(conn, Actor.job("27001", "test")).create({
+            "resourceType": "Organization", "name": "Bệnh viện Đa khoa tỉnh Bắc Ninh",
+            "identifier": [{"system": MA_CSKCB, "value": "27001"}],
+        })  # fmt: skip
+    with store.read() as conn:
+        assert checkpoints.chain_states(conn)  # the facility's chain has entries to sign
+    ensure_demo_accounts(store, "27001", None)
+    with store.read() as conn:
+        [record] = pki.certificates(conn, owner="Organization/27001")
+        signer = facility_signer(conn, "27001")
+    assert (record.kind, record.facility) == ("facility", "27001")
+    assert record.common_name == "Bệnh viện Đa khoa tỉnh Bắc Ninh"
+    assert signer.chain[0] == record.certificate
+    made = Checkpointer(store, Schedule(entries=1, minutes=0)).step()
+    assert [c.facility for c in made] == ["27001"]
+
+
+def test_a_facility_missing_from_the_registry_is_certified_by_its_code(store: Store) -> None:
+    with store.begin() as conn:
+        pki.issue(conn, kind="facility", owner="Organization/27002", common_name="Trạm Y tế",
+                  facility="27002")  # fmt: skip
+    ensure_demo_accounts(store, "27001", None)
+    ensure_demo_accounts(store, "27002", None)  # the accounts exist: nothing new for 27002
+    with store.read() as conn:
+        [ours] = pki.certificates(conn, owner="Organization/27001")
+        [kept] = pki.certificates(conn, owner="Organization/27002")
+    assert ours.common_name == "Cơ sở 27001"
+    assert kept.common_name == "Trạm Y tế"  # a facility that has one keeps it

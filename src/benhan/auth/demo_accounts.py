@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from benhan.access import ROLES, Actor
 from benhan.auth.accounts import create_account, find_account
-from benhan.fhir.systems import CCHN
+from benhan.emr.model import search_all
+from benhan.fhir.systems import CCHN, MA_CSKCB
 from benhan.signing import pki
 from benhan.store.audit import ROLES_CHANGED, record_security, security_event
 from benhan.store.database import Store
@@ -69,6 +70,19 @@ def _certify(conn: sa.Connection, job: Actor, practitioner: str, code: str, faci
               facility=facility, actor=job)  # fmt: skip
 
 
+def _certify_facility(repo: Repo, facility: str) -> None:
+    """The facility's own certificate (`Organization/<MA_CSKCB>`, as ledger_signing's
+    facility_signer looks it up), so the server can sign its ledger checkpoints; named as the
+    registry names the facility. One that already has a certificate keeps it."""
+    owner = f"Organization/{facility}"
+    if pki.certificates(repo.conn, owner=owner):
+        return
+    found = search_all(repo, "Organization", [("identifier", f"{MA_CSKCB}|{facility}")])
+    name = str((found[0] if found else {}).get("name") or f"Cơ sở {facility}")[:64].strip()
+    pki.issue(repo.conn, kind="facility", owner=owner, common_name=name, facility=facility,
+              organization=name, actor=repo.actor)  # fmt: skip
+
+
 def ensure_demo_accounts(
     store: Store, facility: str, patient_id: str | None
 ) -> list[tuple[str, str, str]]:
@@ -78,7 +92,8 @@ def ensure_demo_accounts(
     the DoH analyst, the identity steward and the insurance assessor at province level, and
     `patient` is linked to `patient_id` (left out when None). An account that already exists is
     left as it is. The clinicians' Practitioners get a certificate of the provincial CA (created
-    if need be), so that they can sign documents.
+    if need be), so that they can sign documents, and so does the facility, so that the server
+    signs its ledger checkpoints.
     """
     wanted: list[tuple[str, str, str | None]] = [(code, facility, None) for code in FACILITY_ROLES]
     wanted += [(code, "", None) for code in PROVINCE_ROLES]
@@ -108,6 +123,7 @@ def ensure_demo_accounts(
             if code in PRACTITIONERS and acc is not None and acc.practitioner:
                 _certify(conn, job, acc.practitioner, code, where)
             out.append((code, DEMO_PASSWORD, code))
+        _certify_facility(repo, facility)
     return out
 
 

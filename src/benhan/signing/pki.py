@@ -618,6 +618,10 @@ def _signer(chain: list[CertificateRecord]) -> Signer:
         from benhan.signing.pkcs11 import signer_from_uri
 
         return signer_from_uri(leaf.key_uri, certs)
+    if leaf.key_uri.startswith("https://"):  # a CSC v2 remote-signing service's credential
+        from benhan.signing import remote
+
+        return remote.signer_from_uri(leaf.key_uri, certs)
     raise NoUsableCertificate(
         "no-key",
         f"chưa có bộ ký cho {leaf.key_uri} / no signer is configured for {leaf.key_uri}",
@@ -875,7 +879,14 @@ def _imported_key(
     if key is None:
         return None, None
     if isinstance(key, str):
-        if not key.startswith(("pkcs11:", "https://")) or "pin-value" in key:
+        if key.startswith("https://"):  # a remote-signing service: its address checked now
+            from benhan.signing.remote import parse_uri
+
+            try:
+                parse_uri(key)
+            except PkiError as exc:
+                problems.append(str(exc))
+        elif not key.startswith("pkcs11:") or "pin-value" in key:
             problems.append("địa chỉ khóa phải là pkcs11:… (không kèm PIN) hoặc https://… / "
                             "key URI must be pkcs11:… (without a PIN) or https://…")  # fmt: skip
         return None, key

@@ -165,7 +165,11 @@ def import_chain(
     facility: Annotated[str, typer.Option(help="mã cơ sở MA_CSKCB / facility code")],
     key: Annotated[Path | None, typer.Option(help="khóa riêng PEM / private key, PEM")] = None,
     key_uri: Annotated[
-        str | None, typer.Option(help="khóa ở token: pkcs11:… / where the key is held")
+        str | None,
+        typer.Option(
+            help="khóa ở token pkcs11:… hoặc dịch vụ ký từ xa CSC https://…?credential=<id> / "
+            "where the key is held: a PKCS#11 token or a CSC remote-signing service"
+        ),
     ] = None,
     trust_root: Annotated[
         bool, typer.Option(help="tin cậy CA gốc của chuỗi / trust the chain's root")
@@ -176,6 +180,8 @@ def import_chain(
 
     if key and key_uri:
         _fail("chỉ một trong --key và --key-uri / give --key or --key-uri, not both")
+    if key_uri and key_uri.startswith("https://"):
+        _check_remote(key_uri)
     source: bytes | str | None = _read(key) if key else key_uri
     with _write("import") as (conn, actor):
         record = pki.import_certificate(
@@ -183,6 +189,17 @@ def import_chain(
             trust_root=trust_root, actor=actor,
         )  # fmt: skip
     _table([record])
+
+
+def _check_remote(uri: str) -> None:
+    """A remote-signing key URI is read now, so a mistyped one fails here, not at signing."""
+    from benhan.signing.pki import PkiError
+    from benhan.signing.remote import parse_uri
+
+    try:
+        parse_uri(uri)
+    except PkiError as exc:
+        _fail(exc.message)
 
 
 def _read(path: Path) -> bytes:
