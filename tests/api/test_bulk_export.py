@@ -170,7 +170,9 @@ def test_system_export(client: TestClient, data: dict[str, Any]) -> None:
     assert manifest["requiresAccessToken"] is True
     assert manifest["error"] == []
     assert date_range(manifest["transactionTime"]) is not None
-    assert ids(download(client, manifest)) == {
+    got = ids(download(client, manifest))
+    assert len(got.pop("Provenance")) == 6  # one per write of the fixture
+    assert got == {
         "Organization": {data["org"]},
         "Patient": set(data["patients"]),
         "Observation": set(data["observations"]),
@@ -200,10 +202,16 @@ def test_system_export_with_type_and_since(client: TestClient, data: dict[str, A
 def test_patient_export_leaves_out_non_compartment_resources(
     client: TestClient, data: dict[str, Any]
 ) -> None:
-    files = ids(download(client, wait(client, kick_off(client, "/fhir/Patient/$export"))))
+    downloaded = download(client, wait(client, kick_off(client, "/fhir/Patient/$export")))
+    files = ids(downloaded)
     assert "Organization" not in files
     assert files["Patient"] == set(data["patients"])
     assert files["Observation"] == set(data["observations"])
+    # The Provenances of what is exported, and only theirs (the Organization's stays out).
+    exported = {f"{t}/{i}" for t, found in files.items() if t != "Provenance" for i in found}
+    named = {t["reference"].split("/_history/")[0]
+             for p in downloaded["Provenance"] for t in p["target"]}  # fmt: skip
+    assert named == exported
 
 
 def test_group_export_gives_the_members_compartments(

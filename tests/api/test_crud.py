@@ -152,7 +152,7 @@ def test_type_and_system_history(client: TestClient) -> None:
     hist = client.get("/fhir/Patient/_history").json()
     assert {e["resource"]["id"] for e in hist["entry"]} == {a["id"]}
     system = client.get("/fhir/_history?_count=1").json()
-    assert system["total"] == 2 and len(system["entry"]) == 1
+    assert system["total"] == 4 and len(system["entry"]) == 1  # each write and its Provenance
     assert any(link["relation"] == "next" for link in system["link"])
     future = client.get("/fhir/_history?_since=2999-01-01").json()
     assert future["total"] == 0

@@ -19,11 +19,19 @@ from benhan.bulk.export import ExportFile, parse_params, write_ndjson
 from benhan.config import Secret, Settings
 from benhan.fhir.outcome import FhirError
 from benhan.fhir.primitives import micros, now
+from benhan.store import provenance
 from benhan.store.database import Store
 from benhan.store.repository import Repo, new_id
 
 FACILITY = "27001"
 JOB = Actor.job(FACILITY, "test")
+
+
+@pytest.fixture(autouse=True)
+def no_provenances(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exact files: the writes here leave no Provenance (exported like any other resource, in
+    their patients' compartments: tests/api/test_bulk_export.py)."""
+    monkeypatch.setattr(provenance, "RECORD", False)
 
 
 @dataclass

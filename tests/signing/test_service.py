@@ -89,9 +89,11 @@ def test_signing_records_a_provenance_with_the_same_signature(
     with store.read() as conn:
         q = sa.select(sa.cast(resource.c.content, sa.Text)).where(resource.c.rtype == "Provenance")
         provenances = [json.loads(text) for text in conn.execute(q).scalars()]
-    mine = [p for p in provenances
-            if {"reference": f"Composition/{saved.id}"} in p["target"]]  # fmt: skip
+    # The document's only Provenance: the one with the signature, naming the stored versions.
+    document = {f"Composition/{saved.id}/_history/1", f"Bundle/{saved.id}/_history/1"}
+    mine = [p for p in provenances if document & {t["reference"] for t in p["target"]}]
     assert len(mine) == 1
+    assert [t["reference"] for t in mine[0]["target"]] == sorted(document, reverse=True)
     bundle = stored(store, author, "Bundle", saved.id)
     assert mine[0]["signature"] == [bundle["signature"]]
     assert mine[0]["agent"][0]["who"] == {"reference": author}

@@ -97,8 +97,15 @@ def test_rows_carry_facility_and_patient_key(store: Store) -> None:
         )
         org = repo.create({"resourceType": "Organization", "name": "TYT xã Tam Sơn"})
     with store.read() as conn:
-        rows = {r.id: (r.facility, r.patient_key) for r in conn.execute(sa.select(resource))}
-    assert rows == {p.id: ("27123", p.id), obs.id: ("27123", p.id), org.id: ("27123", None)}
+        rows = {
+            r.id: (r.rtype, r.facility, r.patient_key) for r in conn.execute(sa.select(resource))
+        }
+    written = {i: rows.pop(i)[1:] for i in (p.id, obs.id, org.id)}
+    assert written == {p.id: ("27123", p.id), obs.id: ("27123", p.id), org.id: ("27123", None)}
+    # Each write's Provenance, in the compartment of what it records.
+    assert sorted(rows.values(), key=str) == sorted(
+        [("Provenance", "27123", p.id)] * 2 + [("Provenance", "27123", None)], key=str
+    )
 
 
 def test_migrations_match_the_schema(store: Store) -> None:

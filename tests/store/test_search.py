@@ -12,6 +12,7 @@ import pytest
 from benhan.access import Actor
 from benhan.fhir.outcome import FhirError
 from benhan.fhir.primitives import micros
+from benhan.store import provenance
 from benhan.store.database import Store
 from benhan.store.repository import Repo
 from benhan.store.schema import resource
@@ -73,7 +74,9 @@ class Db:
 
 
 @pytest.fixture
-def db(store: Store) -> Iterator[Db]:
+def db(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Db]:
+    # Exact result sets: no Provenance per write here (tests/store/test_provenance.py).
+    monkeypatch.setattr(provenance, "RECORD", False)
     yield Db(store)
 
 

@@ -17,4 +17,5 @@ def test_counts_leave_out_deleted_and_types_with_nothing_left(store: Store) -> N
         repo.delete("Patient", kept[1])
         repo.delete("Organization", gone)
     with store.read() as conn:
-        assert counts_by_type(conn) == {"Patient": 2}
+        # Provenances of the 3 creates, the update and the 2 deletions: records, never deleted.
+        assert counts_by_type(conn) == {"Patient": 2, "Provenance": 7}

@@ -112,6 +112,7 @@ def test_cli_writes_files_that_import_back(
         stored = counts_by_type(conn)
     assert stored.pop("AuditEvent") == 1  # the import run's own event
     stored.pop("Person", None)  # the import matched its Patients (benhan.identity.online)
+    assert stored.pop("Provenance") >= written["Patient"]  # the import's, one or more per patient
     assert stored == dict(written)
 
 

@@ -161,7 +161,8 @@ def test_home_language_and_htmx_refresh(
     expect(p.locator("h1")).to_have_text("Tổng quan kho dữ liệu")
     expect(count_cell(p, "Patient")).to_have_text("2")
     expect(count_cell(p, "Organization")).to_have_text("1")
-    expect(p.locator("svg rect.bar")).to_have_count(2)
+    expect(count_cell(p, "Provenance")).to_have_text("3")  # one per patient, one for the rest
+    expect(p.locator("svg rect.bar")).to_have_count(3)
 
     p.get_by_role("link", name="English").click()
     expect(p.locator("h1")).to_have_text("Repository overview")

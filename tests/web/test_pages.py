@@ -88,17 +88,17 @@ def test_an_unknown_cookie_falls_back_to_accept_language(client: TestClient) -> 
 def test_counts_reflect_the_repository(client: TestClient, add: AddResources) -> None:
     add(patient(), patient("Trần", "Thị Bình"), organization())
     r = client.get("/")
-    assert rows(r.text) == {"Patient": "2", "Organization": "1"}
-    assert list(rows(r.text)) == ["Patient", "Organization"]  # most first
-    assert '<span class="total-number">3</span>' in r.text
+    assert rows(r.text) == {"Patient": "2", "Organization": "1", "Provenance": "3"}  # one per write
+    assert list(rows(r.text)) == ["Provenance", "Patient", "Organization"]  # most first
+    assert '<span class="total-number">6</span>' in r.text
     assert "<title>Patient: 2</title>" in r.text  # the chart has a bar per type
 
 
 def test_counts_use_the_locale_thousands_separator(client: TestClient, add: AddResources) -> None:
     add(*(patient(given=f"Số {i}") for i in range(1001)))
-    assert rows(client.get("/").text) == {"Patient": "1.001"}
+    assert rows(client.get("/").text) == {"Patient": "1.001", "Provenance": "1.001"}
     client.cookies.set("lang", "en")
-    assert rows(client.get("/").text) == {"Patient": "1,001"}
+    assert rows(client.get("/").text) == {"Patient": "1,001", "Provenance": "1,001"}
 
 
 def test_deleted_resources_are_not_counted(
@@ -107,7 +107,8 @@ def test_deleted_resources_are_not_counted(
     _, oid = add(patient(), organization())
     with web_store.begin() as conn:
         Repo(conn, Actor.job("27001", "test")).delete("Organization", oid)
-    assert rows(client.get("/").text) == {"Patient": "1"}
+    # The Provenances of the two creates and of the deletion stay: they are the record.
+    assert rows(client.get("/").text) == {"Patient": "1", "Provenance": "3"}
 
 
 def test_counts_on_each_backend(store: Store, make_app: Callable[[Store], FastAPI]) -> None:
@@ -119,7 +120,11 @@ def test_counts_on_each_backend(store: Store, make_app: Callable[[Store], FastAP
             repo.create(res)
     with TestClient(app) as client:
         sign_in_as(client, store, make_account(store, "dd.binh", "nurse"))
-        assert rows(client.get("/").text) == {"Patient": "2", "Organization": "1"}
+        assert rows(client.get("/").text) == {
+            "Patient": "2",
+            "Organization": "1",
+            "Provenance": "3",
+        }
 
 
 @pytest.mark.parametrize(
@@ -198,7 +203,7 @@ def test_fragment_is_only_the_partial(client: TestClient, add: AddResources) -> 
     add(patient(), patient(), organization())
     r = client.get("/fragments/counts")
     assert r.status_code == 200
-    assert rows(r.text) == {"Patient": "2", "Organization": "1"}
+    assert rows(r.text) == {"Patient": "2", "Organization": "1", "Provenance": "3"}
     assert "<html" not in r.text and "<header" not in r.text and "<footer" not in r.text
     assert r.headers["content-security-policy"] == CSP
 

@@ -33,6 +33,7 @@ from benhan.identity.dedupe import link
 from benhan.identity.fhir_csv import field_options, patient_row
 from benhan.identity.normalise import Person
 from benhan.identity.table import FieldSpec, Table, parse_field, person_from_row
+from benhan.store import provenance
 from benhan.store.bulk_insert import bulk_insert
 from benhan.store.database import Store
 from benhan.store.repository import Repo, new_id, prepare_write, store_writes
@@ -249,7 +250,10 @@ def write_persons(
         for rid, res in changed.items()
     ]  # fmt: skip
     for i in range(0, len(writes), 1000):
-        store_writes(conn, writes[i : i + 1000], facility)
+        batch = writes[i : i + 1000]  # with one Provenance of the batch: the hub's own linkage
+        targets = provenance.targets_of(batch, facility)
+        batch += provenance.provenance_writes(conn, repo.actor, targets, per_patient=False)
+        store_writes(conn, batch, facility)
     out.created += sum(rid not in current for rid in changed)
     out.updated += sum(rid in current for rid in changed)
     out.persons = len(wanted)

@@ -918,15 +918,33 @@ def _may_write(repo: Repo, bid: str) -> None:
         raise DocumentError("id-taken", "Composition.id")
 
 
-def store_document(repo: Repo, bundle: Resource) -> Saved:
+def store_document(
+    repo: Repo, bundle: Resource, provenance: Callable[[list[str]], Resource] | None = None
+) -> Saved:
     """Store the Composition and the Bundle as written (its signature included), in the
-    caller's transaction; a signed Bundle already stored is never overwritten (409)."""
+    caller's transaction; a signed Bundle already stored is never overwritten (409); the
+    stored Bundle.
+
+    `provenance(targets)`: the document's Provenance, given the versions stored
+    ("Composition/id/_history/N", then the Bundle's); it is stored in the same flush, so it
+    is the document's only one (the repository adds none for what a Provenance names)."""
     head = _head(bundle)
     bid = str(head["id"])
     repo.lock(f"benhan-document:{bid}")  # two signers of one draft: the second sees the first
     _may_write(repo, bid)
-    repo.update("Composition", bid, _local(head, bundle))
-    return repo.update("Bundle", bid, {**bundle, "id": bid})
+    writes = [
+        repo.prepare_update("Composition", bid, _local(head, bundle), None, "PUT", None),
+        repo.prepare_update("Bundle", bid, {**bundle, "id": bid}, None, "PUT", None),
+    ]
+    if provenance is not None:
+        targets = [f"{w.resource['resourceType']}/{bid}/_history/{w.version_id}" for w in writes]
+        made = {**provenance(targets), "id": new_id()}
+        known = {("Composition", bid), ("Bundle", bid)}
+        repo.check_references([(made, "Provenance")], known)
+        signed = repo.prepare(made, "POST", known=known)
+        signed.patient_key = writes[0].patient_key  # the Composition's patient: its compartment
+        writes.append(signed)
+    return repo.flush(writes)[1]
 
 
 def _bundles(repo: Repo, ids: Iterable[str]) -> dict[str, Resource]:

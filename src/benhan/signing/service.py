@@ -20,15 +20,14 @@ from benhan.access import Actor
 from benhan.emr.model import search_all
 from benhan.fhir.outcome import FhirError, Issue
 from benhan.fhir.primitives import now
-from benhan.signing import jws, pki
+from benhan.signing import jws, pki, who_signs
 from benhan.signing.documents import Kind, build_document, store_document
 from benhan.signing.pdf import render_pdf, sign_pdf
 from benhan.signing.signers import Signer
 from benhan.signing.verify import Verification, verify
+from benhan.store import provenance
 from benhan.store.repository import Repo, Saved
 
-PROVENANCE_ACTIVITY = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
-PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 PDF_REASON = "Ký tài liệu / document signature"
 
 
@@ -44,10 +43,12 @@ def sign(
     with_pdf: bool = False,
 ) -> Saved:
     """Build the document, sign it as the caller's Practitioner, store it (immutable from then
-    on) with its Provenance; the stored Bundle. FhirError 4xx when the caller cannot sign.
+    on) with its Provenance, which carries the signature; the stored Bundle. FhirError 4xx
+    when the caller cannot sign.
 
     `with_pdf`: also print it, sign the PDF (PAdES) with the same certificate, and store that as
     a DocumentReference related to the Composition (found by `signed_pdf`)."""
+    who_signs.require(repo.actor, kind)
     who = practitioner_of(repo.actor)
     at = (when or now()).replace(microsecond=0)  # as Bundle.signature.when says it
     signer = _signer(repo.conn, who, at)
@@ -61,8 +62,9 @@ def sign(
     signed = jws.sign_document(
         bundle, signer, who=who, on_behalf_of=for_facility, signature_type=signature_type, when=at
     )
-    saved = store_document(repo, signed)
-    repo.create(_provenance(signed, saved, who, for_facility, replaces))
+    saved = store_document(
+        repo, signed, lambda targets: _provenance(repo, signed, targets, for_facility, replaces)
+    )
     if with_pdf:
         repo.create(_pdf_reference(signed, signer, at))
     return saved
@@ -162,7 +164,7 @@ def practitioner_of(actor: Actor) -> str:
 def _signer(conn: sa.Connection, who: str, at: datetime) -> Any:
     try:
         return pki.signer_for(conn, who, at=at)
-    except pki.NoUsableCertificate as err:
+    except pki.PkiError as err:  # none usable, or its token or signing service failed
         raise FhirError(409, Issue("business-rule", str(err))) from None
 
 
@@ -175,27 +177,21 @@ def _custodian(bundle: dict[str, Any]) -> str | None:
 
 
 def _provenance(
-    signed: dict[str, Any], saved: Saved, who: str, for_facility: str | None, replaces: str | None
+    repo: Repo,
+    signed: dict[str, Any],
+    targets: list[str],
+    for_facility: str | None,
+    replaces: str | None,
 ) -> dict[str, Any]:
-    """Who signed what, for whom and when, with the document's own signature."""
-    agent: dict[str, Any] = {
-        "type": {"coding": [{"system": PARTICIPANT, "code": "author"}]},
-        "who": {"reference": who},
-    }
-    if for_facility:
-        agent["onBehalfOf"] = {"reference": for_facility}
-    composition = f"Composition/{saved.id}"
-    targets = [{"reference": f"Bundle/{saved.id}/_history/{saved.version_id}"},
-               {"reference": composition}]  # fmt: skip
-    code = "UPDATE" if replaces else "CREATE"
-    out = {
-        "resourceType": "Provenance",
-        "target": targets,
-        "recorded": signed["signature"]["when"],
-        "activity": {"coding": [{"system": PROVENANCE_ACTIVITY, "code": code}]},
-        "agent": [agent],
-        "signature": [signed["signature"]],
-    }
+    """Who signed which versions, for whom and when, with the document's own signature."""
+    on_behalf_of = {"reference": for_facility} if for_facility else None
+    out = provenance.provenance(
+        targets,
+        signed["signature"]["when"],
+        "UPDATE" if replaces else "CREATE",
+        provenance.author(repo.actor, on_behalf_of),
+        signature=signed["signature"],
+    )
     if replaces:
         out["entity"] = [{"role": "revision", "what": {"reference": f"Composition/{replaces}"}}]
     return out

@@ -24,11 +24,11 @@ import sqlalchemy as sa
 from benhan.access import Actor
 from benhan.fhir.definitions import Resource, patient_compartment, resource_types
 from benhan.fhir.outcome import FhirError, Issue, gone, not_found, precondition, unprocessable
-from benhan.fhir.primitives import instant, micros, now, split_ref
+from benhan.fhir.primitives import from_micros, instant, micros, now, split_ref
 from benhan.fhir.searchparams import extract
 from benhan.fhir.systems import facility_source, source_facility
 from benhan.fhir.validation import validate
-from benhan.store import compartment, ledger
+from benhan.store import compartment, ledger, provenance
 from benhan.store.audit import Trail
 from benhan.store.bulk_insert import bulk_insert
 from benhan.store.history import Version, history
@@ -393,15 +393,11 @@ class Repo:
         if current is None or current[1]:
             return None
         self._refuse_signed(rtype, rid)
-        access.patients.update(
-            self.conn.scalars(
-                sa.select(resource.c.patient_key).where(
-                    resource.c.rtype == rtype,
-                    resource.c.id == rid,
-                    resource.c.patient_key.is_not(None),
-                )
-            )
+        patient_key = self.conn.scalar(
+            sa.select(resource.c.patient_key).where(resource.c.rtype == rtype, resource.c.id == rid)
         )
+        if patient_key:
+            access.patients.add(patient_key)
         version, stamp = current[0] + 1, micros(now())
         storage = _Storage(self.conn, self.facility)
         storage.archive([(rtype, rid)])
@@ -424,7 +420,21 @@ class Repo:
         ledger.append(
             self.conn, [(rtype, rid, version, stamp, "DELETE", True, None, current[2], None)]
         )
+        self._record_deletion(rtype, rid, version, stamp, patient_key, current[2])
         return version
+
+    def _record_deletion(
+        self, rtype: str, rid: str, version: int, stamp: int, patient_key: str | None, owner: str
+    ) -> None:
+        """The deletion's Provenance, in the same transaction (none for the record's own)."""
+        if rtype in provenance.UNRECORDED:
+            return
+        ref = f"{rtype}/{rid}/_history/{version}"
+        at = instant(from_micros(stamp))
+        target = provenance.Target(ref, "DELETE", patient_key, owner, at)
+        store_writes(
+            self.conn, provenance.provenance_writes(self.conn, self.actor, [target]), self.facility
+        )
 
     @_audited("create")
     def prepare(
@@ -459,7 +469,8 @@ class Repo:
         return w
 
     def flush(self, writes: list[Write]) -> list[Saved]:
-        """Store prepared writes with one bulk insert per table, in the caller's transaction."""
+        """Store prepared writes with one bulk insert per table, in the caller's transaction,
+        with their Provenances (store/provenance.py); the Saved of `writes` alone."""
         if not writes:
             return []
         for w in writes:
@@ -468,7 +479,10 @@ class Repo:
             rtype, rid = w.resource["resourceType"], w.resource["id"]
             subtype = {"POST": "create", "PATCH": "patch"}.get(w.method, "update")
             self.trail.record(subtype, [f"{rtype}/{rid}"], [w.patient_key])
-        return store_writes(self.conn, writes, self.facility)
+        # Their Provenances, stored with them: written for the actor, so no scope is needed.
+        targets = provenance.targets_of(writes, self.facility)
+        extra = provenance.provenance_writes(self.conn, self.actor, targets)
+        return store_writes(self.conn, writes + extra, self.facility)[: len(writes)]
 
     # ---- references --------------------------------------------------------------------
 
