@@ -17,7 +17,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from benhan.access import Actor
+from benhan.access import ROLES, Actor
 from benhan.bulk.export import export_as
 from benhan.fhir.outcome import FhirError
 from benhan.store.database import Store, open_store
@@ -391,6 +391,10 @@ def test_references_to_hidden_resources_are_missing(store: Store, world: World) 
         ("registrar", "Patient", 200),
         ("pharmacist", "Observation", 403),
         ("pharmacist", "MedicationDispense", 422),  # allowed, but the body is incomplete
+        ("lab-technician", "Provenance", 422),  # signs reports (signing/who_signs.py)
+        ("lab-technician", "Composition", 422),
+        ("lab-technician", "MedicationRequest", 403),
+        ("lab-technician", "Consent", 403),
         ("doh-analyst", "Patient", 403),
         ("mpi-steward", "Patient", 403),
         ("privacy-officer", "AuditEvent", 403),
@@ -413,6 +417,17 @@ def test_create_needs_a_scope(
 
     status = _status(run)
     assert status == expected or (expected == 422 and status == 400)
+
+
+def test_a_lab_technician_writes_what_signing_a_report_needs_and_no_more() -> None:
+    scopes = ROLES["lab-technician"].scopes
+    needed = {"Composition": "crus", "Bundle": "crus", "Provenance": "c", "DocumentReference": "c"}
+    for rtype, actions in needed.items():
+        assert all(scopes.allows(rtype, a) for a in actions), rtype
+    assert not scopes.allows("Provenance", "r") and not scopes.allows("Provenance", "u")
+    assert not scopes.allows("Composition", "d") and not scopes.allows("Bundle", "d")
+    for rtype in ("MedicationRequest", "AllergyIntolerance", "Procedure", "Consent"):
+        assert not scopes.allows(rtype, "r") and not scopes.allows(rtype, "c"), rtype
 
 
 # ---- what the trail says -----------------------------------------------------------------------

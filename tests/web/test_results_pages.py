@@ -15,7 +15,9 @@ from benhan.store.database import Store
 from benhan.store.repository import Repo
 from tests.emr.test_results import GLUCOSE, HBSAG, XRAY, Ward, count, order
 from tests.emr.world import OTHER_FACILITY, person, place, visit
+from tests.signing.test_documents import practitioner
 from tests.web.conftest import FACILITY, SignedIn, SignIn
+from tests.web.test_document_pages import link
 
 HX = {"HX-Request": "true", "HX-Target": "results-worklist"}
 
@@ -316,3 +318,17 @@ def test_nothing_to_correct_on_an_active_order(
     sr = order(web_store, ward)
     r = post(anon, f"/results/{sr}/correct", tech, value="5", reason="Nhập nhầm")
     assert r.status_code == 400 and "chưa có kết quả để sửa" in r.text
+
+
+def test_a_technician_with_a_practitioner_goes_from_the_result_to_signing_it(
+    anon: TestClient, tech: SignedIn, web_store: Store, ward: Ward
+) -> None:
+    sr = order(web_store, ward, GLUCOSE)
+    post(anon, f"/results/{sr}", tech, value="5,6")
+    report = anon.get(f"/results/{sr}").text
+    assert "Xem lại và ký phiếu kết quả" not in report  # no Practitioner: nothing to sign as
+    link(web_store, "ktv.binh", practitioner(web_store))
+    page = anon.get(f"/results/{sr}").text
+    found = re.search(r'href="([^"]*/documents/review\?kind=report&amp;report=[^"]+)"', page)
+    assert found and f"/visit/{ward.encounter}/" in found.group(1)
+    assert anon.get(found.group(1).replace("&amp;", "&")).status_code == 200

@@ -174,6 +174,10 @@ ROLES: dict[str, Role] = {
                     "Media",
                     "DocumentReference",
                 },
+                # Signing a lab or imaging report (which kinds: signing/who_signs.py): the
+                # document is a Composition and its Bundle, recorded with a Provenance.
+                "crus": {"Composition", "Bundle"},
+                "c": {"Provenance"},
             },
             clinician=True,
         ),

@@ -1,4 +1,5 @@
-"""`benhan verify FILE|URL`: check a signed document offline and say exactly what failed."""
+"""`benhan verify FILE|URL`: check a signed document (a FHIR document's JSON, or its signed PDF)
+offline and say exactly what failed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from benhan.signing.pdf_verify import verify_pdf
 from benhan.signing.verify import Verification, verify
 
 console = Console()
@@ -21,7 +23,9 @@ TRUST_HELP = "PEM of the trust anchors (benhan pki anchors --output); default: t
 
 
 def verify_command(
-    source: Annotated[str, typer.Argument(help="a document Bundle: a JSON file or its URL")],
+    source: Annotated[
+        str, typer.Argument(help="a document Bundle (JSON) or a signed PDF: a file or its URL")
+    ],
     trust: Annotated[list[Path], typer.Option("--trust", help=TRUST_HELP)] = [],  # noqa: B006
     crl: Annotated[
         list[Path], typer.Option("--crl", help="a revocation list (DER or PEM), repeatable")
@@ -31,14 +35,17 @@ def verify_command(
     ] = None,
 ) -> None:
     """Kiểm tra chữ ký số của một tài liệu / verify a signed document."""
-    document = _load(source, token or os.environ.get("BENHAN_TOKEN"))
+    data = _fetch(source, token or os.environ.get("BENHAN_TOKEN"))
     if trust:
         anchors = [c for path in trust for c in _certificates(path)]
         crls = [_crl(path) for path in crl]
     else:
         anchors, crls = _from_store()
         crls += [_crl(path) for path in crl]
-    result = verify(document, anchors=anchors, crls=crls)
+    if data.startswith(b"%PDF-"):
+        result = verify_pdf(data, anchors=anchors, crls=crls)
+    else:
+        result = verify(_json(source, data), anchors=anchors, crls=crls)
     console.print(_table(result))
     verdict = "[green]HỢP LỆ / VALID[/green]" if result.ok else "[red]KHÔNG HỢP LỆ / INVALID[/red]"
     console.print(verdict)
@@ -50,9 +57,9 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _load(source: str, token: str | None) -> Any:
+def _fetch(source: str, token: str | None) -> bytes:
     if source.startswith(("http://", "https://")):
-        headers = {"Accept": "application/fhir+json"}
+        headers = {"Accept": "application/fhir+json, application/pdf"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
@@ -61,16 +68,18 @@ def _load(source: str, token: str | None) -> Any:
             raise _fail(f"{source}: không tải được / cannot fetch ({type(err).__name__})") from None
         if response.status_code != 200:
             raise _fail(f"{source}: HTTP {response.status_code}")
-        data = response.content
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise _fail(f"{source}: không có tệp / no such file")
-        data = path.read_bytes()
+        return response.content
+    path = Path(source)
+    if not path.is_file():
+        raise _fail(f"{source}: không có tệp / no such file")
+    return path.read_bytes()
+
+
+def _json(source: str, data: bytes) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as err:
-        raise _fail(f"{source}: không phải JSON / not JSON ({err})") from None
+        raise _fail(f"{source}: không phải JSON hay PDF / neither JSON nor PDF ({err})") from None
 
 
 def _certificates(path: Path) -> list[x509.Certificate]:

@@ -1,6 +1,10 @@
 """The documents a clinician signs: a visit's documents and what can be signed now, one
 document built and shown for review before signing, the signing itself (the JWS document and its
-PAdES PDF, by the same certificate), and a signed document with its verification in words.
+PAdES PDF, by the same certificate), a signed document with its verification in words, and the
+patient's confirmation that they received it.
+
+Doctors and nurses see every kind of document; a lab technician sees, and signs, the lab and
+imaging reports (who signs which kind: signing/who_signs.py).
 
 Every read goes through the repository, so the user's access rules apply and it is audited; an
 encounter of another facility is not found. Refusals (no Practitioner linked to the account, no
@@ -9,6 +13,8 @@ usable certificate, a document that cannot be built) are shown as a sentence, wi
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import quote, urlencode
@@ -17,10 +23,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from benhan.access import Role
+from benhan.emr.chart import by_ids
 from benhan.emr.model import display_name, search_all
 from benhan.fhir.definitions import Resource
 from benhan.fhir.outcome import FhirError, Issue
-from benhan.signing import pki, service
+from benhan.signing import pki, receipt, service, who_signs
 from benhan.signing.documents import (
     INPATIENT,
     KIND_OF,
@@ -35,7 +42,7 @@ from benhan.signing.documents import (
 from benhan.signing.pdf import PdfError
 from benhan.signing.pdf import narrative as narrative_lines
 from benhan.signing.verify import Verification
-from benhan.store.repository import Repo
+from benhan.store.repository import Repo, Saved
 from benhan.store.unit import unit
 from benhan.web.forms import FHIR_ID, Field, guard, guard_post, page, see_other, store_of
 from benhan.web.i18n import N_
@@ -53,15 +60,38 @@ KIND_NAMES: dict[str, str] = {
 }
 NOT_FOUND = N_("Không tìm thấy lượt khám hoặc văn bản này.")
 NO_PDF = N_("Văn bản này chưa có bản PDF đã ký.")
+RECEIPT_METHODS: dict[str, str] = {
+    "drawn": N_("Người bệnh ký trên máy tính bảng"),
+    "verbal": N_("Người bệnh xác nhận bằng lời, nhân viên đã kiểm tra danh tính"),
+    "digital": N_("Người bệnh ký số"),
+}
+IDENTITY_CHECKS: dict[str, str] = {
+    "cccd-chip": N_("Đọc chip thẻ căn cước"),
+    "cccd": N_("Đối chiếu ảnh trên thẻ căn cước"),
+    "vneid": N_("Tài khoản định danh điện tử VNeID"),
+}
+DRAWING_PREFIX = "data:image/png;base64,"  # what canvas.toDataURL("image/png") gives
+# The kinds of document each role reads on these pages (it signs those who_signs.py lists).
+SEES: dict[str, frozenset[str]] = {
+    "doctor": frozenset(KINDS),
+    "nurse": frozenset(KINDS),
+    "lab-technician": frozenset({"report"}),
+}
 
 
 def _may_view(r: Role) -> bool:
-    return r.code in ("doctor", "nurse")
+    return r.code in SEES
 
 
 def _may_sign(r: Role) -> bool:
-    # Only doctors' roles write Composition, Bundle and Provenance (access/roles.py).
-    return r.code == "doctor"
+    return bool(who_signs.kinds_signed_by(r))
+
+
+def _may_record_receipt(r: Role) -> bool:
+    """Whoever reads the papers a patient takes home, and may write the receipt's Provenance."""
+    return bool(SEES.get(r.code, frozenset()) & receipt.RECEIPT_KINDS) and r.scopes.allows(
+        "Provenance", "c"
+    )
 
 
 @dataclass(frozen=True)
@@ -209,8 +239,10 @@ def visit_documents(request: Request, encounter_id: str) -> Response:
     try:
         with unit(store_of(request), s.actor, write=False) as repo:
             enc, patient = _visit(repo, encounter_id)
-            docs = documents_of(repo, encounter_id)
-            signables = _signables(repo, enc) if _may_sign(s.actor.role) else []
+            role = s.actor.role
+            docs = [d for d in documents_of(repo, encounter_id) if d.kind in SEES[role.code]]
+            offered = _signables(repo, enc) if _may_sign(role) else []
+            signables = [x for x in offered if who_signs.may_sign(role, x.kind)]
     except FhirError as exc:
         return _failed(request, exc)
     ctx = {
@@ -220,7 +252,8 @@ def visit_documents(request: Request, encounter_id: str) -> Response:
         "by_id": {d.id: d for d in docs},
         "signables": signables,
         "kind_names": KIND_NAMES,
-        "may_sign": _may_sign(s.actor.role),
+        "may_sign": bool(signables),
+        "may_open_visit": s.actor.role.code in ("doctor", "nurse"),  # visit_pages.py's readers
     }
     return page(request, "documents.html", ctx)
 
@@ -245,6 +278,7 @@ def document_review(
     try:
         if wanted is None:
             raise DocumentError("unknown-kind")
+        who_signs.require(s.actor, wanted)
         author = service.practitioner_of(s.actor)
         with unit(store_of(request), s.actor, write=False) as repo:
             bundle = build_document(
@@ -285,7 +319,7 @@ def _no_document() -> dict[str, Any]:
     return {
         "cid": "", "signed": False, "signed_at": "", "verification": None, "verdict": "",
         "verdicts": VERDICTS, "has_pdf": False, "amend": "", "replaces_doc": "",
-        "replaced_by": (), "just_signed": False,
+        "replaced_by": (), "just_signed": False, "receipt": None, "just_received": False,
     }  # fmt: skip
 
 
@@ -317,7 +351,6 @@ def _sign(
     wanted = _kind(kind)
     if wanted is None:
         raise DocumentError("unknown-kind")
-    service.practitioner_of(s.actor)
     try:
         with unit(store_of(request), s.actor, write=True) as repo:
             saved = service.sign(
@@ -389,36 +422,123 @@ def document_page(request: Request, composition_id: str) -> Response:
         return _not_found(request)
     try:
         with unit(store_of(request), s.actor, write=False) as repo:
-            bundle = repo.read("Bundle", composition_id).resource
-            if bundle.get("type") != "document" or not bundle.get("entry"):
-                return _not_found(request)
-            listed = _listed(repo, bundle, composition_id)
-            has_pdf = service.signed_pdf(repo, composition_id) is not None
-            verification = service.check(repo.conn, bundle) if bundle.get("signature") else None
+            ctx = _stored_document(request, repo, s.actor.role, composition_id)
     except FhirError as exc:
         return _failed(request, exc)
+    if ctx is None:
+        return _not_found(request)
+    return page(request, "document.html", ctx)
+
+
+def _stored_document(request: Request, repo: Repo, role: Role, cid: str) -> dict[str, Any] | None:
+    """What document.html shows of a stored document; None when it is none this role reads."""
+    saved = repo.read("Bundle", cid)
+    bundle = saved.resource
+    if bundle.get("type") != "document" or not bundle.get("entry"):
+        return None
     head = bundle["entry"][0]["resource"]
+    kind = _head_kind(head)
+    if kind is None or kind not in SEES[role.code]:
+        return None
+    listed = _listed(repo, bundle, cid)
+    verification = service.check(repo.conn, bundle) if bundle.get("signature") else None
     enc = _entry(bundle, head.get("encounter"))
-    ctx = {
+    return {
         "eid": str(enc["id"]) if enc else "",
         "doc": shown(bundle),
         "mode": "view",
-        "kind": _head_kind(head) or "",
+        "kind": kind,
         "report": "",
         "replaces": "",
-        "cid": composition_id,
+        "cid": cid,
         "signed": bool(bundle.get("signature")),
         "signed_at": str((bundle.get("signature") or {}).get("when", "")),
         "verification": verification,
         "verdict": _verdict(verification) if verification else "",
         "verdicts": VERDICTS,
-        "has_pdf": has_pdf,
-        "amend": _amend_link(request, bundle, listed) if _may_sign(s.actor.role) else "",
+        "has_pdf": service.signed_pdf(repo, cid) is not None,
+        "amend": _amend_link(request, bundle, listed) if who_signs.may_sign(role, kind) else "",
         "replaces_doc": listed.replaces if listed else "",
         "replaced_by": listed.replaced_by if listed else (),
         "just_signed": request.query_params.get("signed") == "1",
+        **_receipt(request, repo, role, saved),
     }
-    return page(request, "document.html", ctx)
+
+
+# ---------------------------------------------------------------- the patient's receipt
+
+
+@dataclass(frozen=True)
+class ReceiptShown:
+    """A recorded receipt as the page words it."""
+
+    method: str  # a RECEIPT_METHODS text, translated on the page
+    recorded_by: str
+    at: str
+    identity_check: str  # an IDENTITY_CHECKS text, or ""
+    image: str  # the drawn signature as a data: URL, or ""
+    verdict: str  # a VERDICTS key for the patient's digital signature, or ""
+
+
+def _receipt(request: Request, repo: Repo, role: Role, saved: Saved) -> dict[str, Any]:
+    """The receipt part of the page: shown for the kinds the rules ask a receipt for."""
+    state = receipt.receipt_state(repo, saved.id, saved=saved)
+    recorders = by_ids(repo, "Practitioner", {c.recorded_by for c in state.confirmations})
+    names = {ref: display_name(p) for ref, p in recorders.items()}
+    shown_receipts = [
+        ReceiptShown(
+            method=RECEIPT_METHODS[c.method], recorded_by=names.get(c.recorded_by, ""),
+            at=c.at, identity_check=IDENTITY_CHECKS.get(c.identity_check, ""),
+            image=DRAWING_PREFIX + base64.b64encode(c.drawing).decode("ascii") if c.drawing else "",
+            verdict=_verdict(c.verification) if c.verification else "",
+        )
+        for c in state.confirmations
+    ]  # fmt: skip
+    return {
+        "receipt": state if state.kind in receipt.RECEIPT_KINDS else None,
+        "receipts": shown_receipts,
+        "may_record_receipt": state.status == "needed" and _may_record_receipt(role),
+        "receipt_methods": RECEIPT_METHODS,
+        "identity_checks": IDENTITY_CHECKS,
+        "just_received": request.query_params.get("received") == "1",
+    }
+
+
+@router.post("/documents/{composition_id}/receipt", name="document_receipt")
+def document_receipt(
+    request: Request,
+    composition_id: str,
+    csrf: Field = "",
+    method: Field = "",
+    drawing: Field = "",
+    identity_check: Field = "",
+) -> Response:
+    s = guard_post(request, csrf, _may_record_receipt)
+    if isinstance(s, Response):
+        return s
+    if not FHIR_ID.match(composition_id):
+        return _not_found(request)
+    try:
+        image = _drawing(drawing) if method == "drawn" else None
+        with unit(store_of(request), s.actor, write=True) as repo:
+            receipt.confirm_receipt(
+                repo, composition_id, method=method, drawing=image, identity_check=identity_check
+            )
+    except FhirError as exc:
+        return _refused(request, exc)
+    return see_other(request, "document", "received=1", composition_id=composition_id)
+
+
+def _drawing(data_url: str) -> bytes | None:
+    """The PNG the signature pad sent; None when nothing was drawn."""
+    if not data_url.strip():
+        return None
+    if not data_url.startswith(DRAWING_PREFIX):
+        raise receipt.ReceiptError("bad-drawing")
+    try:
+        return base64.b64decode(data_url.removeprefix(DRAWING_PREFIX), validate=True)
+    except binascii.Error:
+        raise receipt.ReceiptError("bad-drawing") from None
 
 
 @router.get("/documents/{composition_id}/pdf", name="document_pdf")

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from benhan.access import Role
 from benhan.emr import results as rs
 from benhan.emr.model import facility_refs, local_now
+from benhan.signing import who_signs
 from benhan.store.repository import Repo
 from benhan.store.unit import unit
 from benhan.web.forms import FHIR_ID, Field, Message, guard, guard_post, page, see_other, store_of
@@ -148,6 +149,8 @@ def _entry_page(
         "mode": order.mode,
         "age": rs.age(order.patient, local_now().date()),
         "may_enter": _may_enter(s.actor.role),
+        # The result form is signed from the visit's documents (web/document_pages.py).
+        "may_sign": bool(s.actor.practitioner) and who_signs.may_sign(s.actor.role, "report"),
         "notice": notice,
         "error": _message(error) if error else None,
         "bad_field": error.field if error else "",
