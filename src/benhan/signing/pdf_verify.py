@@ -69,18 +69,6 @@ HARMLESS = frozenset({ModificationLevel.NONE, ModificationLevel.LTA_UPDATES})
 _REASONS = {flag.name: flag for flag in x509.ReasonFlags}
 
 
-def _msg(vi: str, en: str) -> str:
-    return f"{vi} / {en}"
-
-
-def _ok(name: str, vi: str, en: str, *, warning: bool = False) -> Check:
-    return Check(name, True, _msg(vi, en), warning)
-
-
-def _fail(name: str, vi: str, en: str) -> Check:
-    return Check(name, False, _msg(vi, en))
-
-
 def _cn(cert: asn1_x509.Certificate) -> str:
     name = cert.subject.native
     return str(name.get("common_name") or cert.subject.human_friendly)
@@ -137,15 +125,15 @@ def verify_pdf(
 def _signatures(data: bytes) -> tuple[list[EmbeddedPdfSignature], Check]:
     name = "signature"
     if not data.startswith(b"%PDF-"):
-        return [], _fail(name, "tệp không phải PDF", "not a PDF file")
+        return [], Check.failed(name, "tệp không phải PDF", "not a PDF file")
     try:
         found = list(PdfFileReader(BytesIO(data), strict=False).embedded_signatures)
     except (PdfError, ValueError, KeyError, TypeError) as err:
-        return [], _fail(name, f"không đọc được tệp PDF ({err})", f"unreadable PDF ({err})")
+        return [], Check.failed(name, f"không đọc được tệp PDF ({err})", f"unreadable PDF ({err})")
     if not found:
-        return [], _fail(name, "tệp PDF không có chữ ký", "the PDF carries no signature")
+        return [], Check.failed(name, "tệp PDF không có chữ ký", "the PDF carries no signature")
     n = len(found)
-    return found, _ok(name, f"tệp PDF có {n} chữ ký", f"the PDF carries {n} signature(s)")
+    return found, Check.passed(name, f"tệp PDF có {n} chữ ký", f"the PDF carries {n} signature(s)")
 
 
 def _checks(
@@ -156,7 +144,9 @@ def _checks(
     try:
         status = validate_pdf_signature(sig, trust.context(moment, revocation=False))
     except (PdfError, ValueError, KeyError, TypeError) as err:
-        return [_fail("content", f"không kiểm tra được chữ ký ({err})", f"cannot check ({err})")]
+        return [
+            Check.failed("content", f"không kiểm tra được chữ ký ({err})", f"cannot check ({err})")
+        ]
     checks = [_content(status), _coverage(status, fields), _signing_time(signed_at, now)]
     return checks + _chain(sig, trust, moment, now, signed_at)
 
@@ -167,14 +157,16 @@ def _checks(
 def _content(status: Any) -> Check:
     name = "content"
     if not status.intact:
-        return _fail(name, "nội dung đã bị thay đổi", "the content was changed since it was signed")
+        return Check.failed(
+            name, "nội dung đã bị thay đổi", "the content was changed since it was signed"
+        )
     if not status.valid:
-        return _fail(
+        return Check.failed(
             name,
             "chữ ký không khớp với chứng thư của người ký",
             "the signature does not verify with the signer's certificate",
         )
-    return _ok(
+    return Check.passed(
         name, "nội dung không thay đổi kể từ khi ký", "the content is unchanged since it was signed"
     )
 
@@ -182,13 +174,15 @@ def _content(status: Any) -> Check:
 def _coverage(status: Any, fields: set[str]) -> Check:
     name = "coverage"
     if status.coverage == SignatureCoverageLevel.ENTIRE_FILE:
-        return _ok(name, "chữ ký bao trùm toàn bộ tệp", "the signature covers the whole file")
+        return Check.passed(
+            name, "chữ ký bao trùm toàn bộ tệp", "the signature covers the whole file"
+        )
     level = status.modification_level
     signed_later = set(getattr(status.diff_result, "changed_form_fields", None) or ())
     if status.coverage == SignatureCoverageLevel.ENTIRE_REVISION and (
         level in HARMLESS or (level == ModificationLevel.FORM_FILLING and signed_later <= fields)
     ):
-        return _ok(
+        return Check.passed(
             name,
             "tệp được bổ sung sau khi ký, chỉ thêm chữ ký hoặc dữ liệu kiểm tra, nội dung đã "
             "ký không đổi",
@@ -197,7 +191,7 @@ def _coverage(status: Any, fields: set[str]) -> Check:
             warning=True,
         )
     what = level.name if level is not None else status.coverage.name
-    return _fail(
+    return Check.failed(
         name,
         f"tệp đã bị sửa sau khi ký (bản cập nhật nối thêm: {what})",
         f"the file was changed after signing (an incremental update: {what})",
@@ -207,14 +201,16 @@ def _coverage(status: Any, fields: set[str]) -> Check:
 def _signing_time(signed_at: datetime | None, now: datetime) -> Check:
     name = "signing-time"
     if signed_at is None:
-        return _fail(name, "chữ ký không ghi thời điểm ký (/M)", "the signature has no time (/M)")
+        return Check.failed(
+            name, "chữ ký không ghi thời điểm ký (/M)", "the signature has no time (/M)"
+        )
     if signed_at > now + CLOCK_SKEW:
-        return _fail(
+        return Check.failed(
             name,
             f"thời điểm ký {instant(signed_at)} ở trong tương lai",
             f"the signing time {instant(signed_at)} is in the future",
         )
-    return _ok(
+    return Check.passed(
         name,
         f"thời điểm ký do người ký ghi: {instant(signed_at)}",
         f"signing time as the signer states it: {instant(signed_at)}",
@@ -255,7 +251,7 @@ def _chain(
 
 def _trusted(path: ValidationPath) -> Check:
     anchor = path.trust_anchor.authority.name.native.get("common_name", "")
-    return _ok(
+    return Check.passed(
         "trust",
         f"chuỗi chứng thư dẫn tới chứng thư gốc tin cậy '{anchor}'",
         f"the chain leads to the trust anchor '{anchor}'",
@@ -263,7 +259,7 @@ def _trusted(path: ValidationPath) -> Check:
 
 
 def _valid(moment: datetime) -> Check:
-    return _ok(
+    return Check.passed(
         "validity",
         f"mọi chứng thư còn hiệu lực lúc ký {instant(moment)}",
         f"every certificate was valid at the signing time {instant(moment)}",
@@ -271,7 +267,7 @@ def _valid(moment: datetime) -> Check:
 
 
 def _no_crl(why_vi: str, why_en: str) -> Check:
-    return _ok(
+    return Check.passed(
         "revocation",
         f"{why_vi}: chưa kiểm tra thu hồi đủ mọi chứng thư",
         f"{why_en}: revocation was not checked for every certificate",
@@ -294,20 +290,20 @@ def _chain_failed(sig: EmbeddedPdfSignature, moment: datetime, err: Exception) -
     if isinstance(err, PathBuildingError):
         signer = _cn(sig.signer_cert)
         return [
-            _fail(
+            Check.failed(
                 "trust",
                 f"chứng thư của '{signer}' không dẫn tới chứng thư gốc tin cậy nào",
                 f"the certificate of '{signer}' does not lead to a trusted root",
             )
         ]
-    found = _ok("trust", "chuỗi chứng thư dẫn tới chứng thư gốc tin cậy",
+    found = Check.passed("trust", "chuỗi chứng thư dẫn tới chứng thư gốc tin cậy",
                 "the chain leads to a trust anchor")  # fmt: skip
     if isinstance(err, ExpiredError | NotYetValidError):
         return [found, _out_of_bounds(sig, moment)]
     if isinstance(err, RevokedError):
         return [found, _valid(moment), _revoked(err, before=True)]
     return [
-        _fail(
+        Check.failed(
             "trust",
             f"chuỗi chứng thư không hợp lệ hoặc không dẫn tới chứng thư gốc tin cậy ({err})",
             f"the chain is invalid or does not lead to a trusted root ({err})",
@@ -320,19 +316,19 @@ def _out_of_bounds(sig: EmbeddedPdfSignature, moment: datetime) -> Check:
     for cert in [sig.signer_cert, *sig.other_embedded_certs]:
         start, end = cert.not_valid_before, cert.not_valid_after
         if moment > end:
-            return _fail(
+            return Check.failed(
                 "validity",
                 f"chứng thư '{_cn(cert)}' đã hết hạn ngày {instant(end)}, trước khi ký",
                 f"the certificate '{_cn(cert)}' expired on {instant(end)}, before signing",
             )
         if moment < start:
-            return _fail(
+            return Check.failed(
                 "validity",
                 f"chứng thư '{_cn(cert)}' chưa có hiệu lực khi ký (từ {instant(start)})",
                 f"the certificate '{_cn(cert)}' was not yet valid at signing (from "
                 f"{instant(start)})",
             )
-    return _fail(
+    return Check.failed(
         "validity",
         "một chứng thư trong chuỗi không có hiệu lực lúc ký",
         "a certificate of the chain was not valid at the signing time",
@@ -344,20 +340,20 @@ def _revoked(err: RevokedError, *, before: bool) -> Check:
     on = instant(err.revocation_dt)
     vi, en = REASONS_VI.get(reason, reason.value), reason.value
     if before:
-        return _fail(
+        return Check.failed(
             "revocation",
             f"chứng thư đã bị thu hồi ngày {on} ({vi}), trước khi ký",
             f"a certificate was revoked on {on} ({en}), before the signing time",
         )
     if reason in COMPROMISE:
-        return _fail(
+        return Check.failed(
             "revocation",
             f"chứng thư bị thu hồi ngày {on} ({vi}) sau khi ký, nhưng khóa bị lộ nên chữ ký "
             f"trước đó cũng không tin được",
             f"a certificate was revoked on {on} ({en}) after the signing time; a compromised "
             f"key makes earlier signatures untrustworthy too",
         )
-    return _ok(
+    return Check.passed(
         "revocation",
         f"chứng thư bị thu hồi ngày {on} ({vi}), sau thời điểm ký: chữ ký vẫn có giá trị",
         f"a certificate was revoked on {on} ({en}), after the signing time: the signature stands",
@@ -378,7 +374,7 @@ def _revoked_since(
         return _revoked(err, before=True)
     except (ValidationError, PathBuildingError, PathValidationError):
         pass
-    return _ok(
+    return Check.passed(
         "revocation",
         "không chứng thư nào bị thu hồi theo các CRL",
         "no certificate is revoked by the CRLs",

@@ -94,6 +94,14 @@ class Check:
         mark = "✗" if not self.ok else "!" if self.warning else "✓"
         return f"{mark} {self.name}: {self.message}"
 
+    @classmethod
+    def passed(cls, name: str, vi: str, en: str, *, warning: bool = False) -> Check:
+        return cls(name, True, f"{vi} / {en}", warning)
+
+    @classmethod
+    def failed(cls, name: str, vi: str, en: str) -> Check:
+        return cls(name, False, f"{vi} / {en}")
+
 
 @dataclass(frozen=True)
 class Verification:
@@ -150,14 +158,6 @@ class _Fail(Exception):
 
 def _msg(vi: str, en: str) -> str:
     return f"{vi} / {en}"
-
-
-def _ok(name: str, vi: str, en: str, *, warning: bool = False) -> Check:
-    return Check(name, True, _msg(vi, en), warning)
-
-
-def _fail(name: str, vi: str, en: str) -> Check:
-    return Check(name, False, _msg(vi, en))
 
 
 def _common_name(cert: x509.Certificate) -> str:
@@ -239,17 +239,17 @@ def _certificate_checks(
 def _signature_element(bundle: Any) -> tuple[Check, Mapping[str, Any] | None]:
     name = "signature"
     if not isinstance(bundle, Mapping) or bundle.get("resourceType") != "Bundle":
-        return _fail(name, "không phải một Bundle", "not a Bundle"), None
+        return Check.failed(name, "không phải một Bundle", "not a Bundle"), None
     element = bundle.get("signature")
     if element is None:
-        return _fail(
+        return Check.failed(
             name, "tài liệu không có chữ ký", "no signature: the document is unsigned"
         ), None
     if not isinstance(element, Mapping):
-        return _fail(
+        return Check.failed(
             name, "Bundle.signature phải là một đối tượng", "Bundle.signature must be an object"
         ), None
-    return _ok(name, "tài liệu có chữ ký", "the document carries a signature"), element
+    return Check.passed(name, "tài liệu có chữ ký", "the document carries a signature"), element
 
 
 def _parse(element: Mapping[str, Any]) -> tuple[Check, _Jws | None]:
@@ -257,7 +257,7 @@ def _parse(element: Mapping[str, Any]) -> tuple[Check, _Jws | None]:
         parsed = _parse_jws(element)
     except _Fail as failure:
         return Check("jws", False, str(failure)), None
-    return _ok("jws", "JWS hợp lệ về cấu trúc", "the JWS is well formed"), parsed
+    return Check.passed("jws", "JWS hợp lệ về cấu trúc", "the JWS is well formed"), parsed
 
 
 def _parse_jws(element: Mapping[str, Any]) -> _Jws:
@@ -382,18 +382,18 @@ def _sig_t(value: Any) -> datetime:
 def _algorithm(parsed: _Jws) -> Check:
     name, alg = "algorithm", parsed.header["alg"]
     if alg not in ALGORITHMS:
-        return _fail(
+        return Check.failed(
             name,
             f"thuật toán {alg!r} bị từ chối (chỉ chấp nhận ES256, RS256)",
             f"algorithm {alg!r} is refused (only ES256 and RS256 are accepted)",
         )
     if not _fits(alg, parsed.leaf_key):
-        return _fail(
+        return Check.failed(
             name,
             f"khóa của chứng thư ký không dùng được với {alg}",
             f"the signer's certificate key cannot be used with {alg}",
         )
-    return _ok(name, f"thuật toán {alg}", f"algorithm {alg}")
+    return Check.passed(name, f"thuật toán {alg}", f"algorithm {alg}")
 
 
 def _fits(alg: str, key: Any) -> bool:
@@ -408,7 +408,7 @@ def _fits(alg: str, key: Any) -> bool:
 def _signing_time(element: Mapping[str, Any], signed_at: datetime, now: datetime) -> Check:
     name = "signing-time"
     if signed_at > now + CLOCK_SKEW:
-        return _fail(
+        return Check.failed(
             name,
             f"thời điểm ký {instant(signed_at)} ở trong tương lai",
             f"the signing time {instant(signed_at)} is in the future",
@@ -419,12 +419,12 @@ def _signing_time(element: Mapping[str, Any], signed_at: datetime, now: datetime
     except ValueError:
         stated = None
     if stated is None or stated.replace(microsecond=0) != signed_at.replace(microsecond=0):
-        return _fail(
+        return Check.failed(
             name,
             f"Bundle.signature.when ({when}) khác thời điểm đã ký ({instant(signed_at)})",
             f"Bundle.signature.when ({when}) differs from the signed time ({instant(signed_at)})",
         )
-    return _ok(name, f"ký lúc {instant(signed_at)}", f"signed at {instant(signed_at)}")
+    return Check.passed(name, f"ký lúc {instant(signed_at)}", f"signed at {instant(signed_at)}")
 
 
 def _chain(chain: Sequence[x509.Certificate]) -> Check:
@@ -433,7 +433,7 @@ def _chain(chain: Sequence[x509.Certificate]) -> Check:
         problem = _link_problem(position, child, parent)
         if problem is not None:
             return Check(name, False, problem)
-    return _ok(
+    return Check.passed(
         name,
         f"chuỗi {len(chain)} chứng thư đúng thứ tự",
         f"the chain of {len(chain)} certificates is in order",
@@ -505,7 +505,7 @@ def _trust(
     name = "trust"
     if anchor is not None:
         root = _common_name(anchor)
-        return _ok(
+        return Check.passed(
             name,
             f"chuỗi dẫn tới chứng thư gốc tin cậy '{root}'",
             f"the chain leads to the trusted root '{root}'",
@@ -517,7 +517,7 @@ def _trust(
         why_en = f"'{top}' is a self-signed root that is not a trust anchor"
     else:
         why_vi, why_en = f"'{top}' do '{issuer}' cấp", f"'{top}' was issued by '{issuer}'"
-    return _fail(
+    return Check.failed(
         name,
         f"chuỗi không dẫn tới chứng thư gốc tin cậy nào ({known}); {why_vi}",
         f"the chain does not lead to a trusted root ({known}); {why_en}",
@@ -538,19 +538,19 @@ def _validity(
                 _label(position, cert),
                 instant(cert.not_valid_after_utc),
             )
-            return _fail(
+            return Check.failed(
                 name,
                 f"{where_vi} đã hết hạn ngày {expired}, trước khi ký",
                 f"{where_en} expired on {expired}, before the signing time",
             )
         if signed_at < cert.not_valid_before_utc:
             (where_vi, where_en), start = _label(position, cert), instant(cert.not_valid_before_utc)
-            return _fail(
+            return Check.failed(
                 name,
                 f"{where_vi} chưa có hiệu lực khi ký (từ {start})",
                 f"{where_en} was not yet valid at the signing time (valid from {start})",
             )
-    return _ok(
+    return Check.passed(
         name,
         f"mọi chứng thư còn hiệu lực lúc ký {instant(signed_at)}",
         f"every certificate was valid at the signing time {instant(signed_at)}",
@@ -568,25 +568,25 @@ def _key_usage(leaf: x509.Certificate) -> Check:
     name = "key-usage"
     constraints = _extension(leaf, x509.BasicConstraints)
     if constraints is not None and constraints.ca:
-        return _fail(
+        return Check.failed(
             name,
             "chứng thư ký là chứng thư CA, không dùng để ký tài liệu",
             "the signer's certificate is a CA certificate, not one for signing documents",
         )
     usage = _extension(leaf, x509.KeyUsage)
     if usage is None:  # RFC 5280 §4.2.1.3: no extension, no restriction
-        return _ok(
+        return Check.passed(
             name,
             "chứng thư không giới hạn mục đích dùng khóa",
             "the certificate does not restrict its key usage",
         )
     if not (usage.digital_signature or usage.content_commitment):
-        return _fail(
+        return Check.failed(
             name,
             "chứng thư không cho phép ký số (digitalSignature/nonRepudiation)",
             "the certificate does not allow signing (digitalSignature or nonRepudiation)",
         )
-    return _ok(name, "chứng thư cho phép ký số", "the certificate allows signing")
+    return Check.passed(name, "chứng thư cho phép ký số", "the certificate allows signing")
 
 
 # ---------------------------------------------------------------- revocation
@@ -623,7 +623,7 @@ def _revocation_of(
     where_vi, where_en = _at(position, cert)
     issuer_name = _cn(cert.issuer)
     if not crls:
-        return _ok(
+        return Check.passed(
             name,
             f"không có CRL của '{issuer_name}': chưa kiểm tra thu hồi {where_vi}",
             f"no CRL from '{issuer_name}': revocation of {where_en} was not checked",
@@ -632,7 +632,7 @@ def _revocation_of(
     issuer = next((c for c in known if c.subject == cert.issuer), None)
     crl = _signed_crl(crls, issuer)
     if crl is None:
-        return _fail(
+        return Check.failed(
             name,
             f"CRL của '{issuer_name}' không do chính nhà phát hành đó ký",
             f"the CRL for '{issuer_name}' is not signed by that issuer",
@@ -685,7 +685,7 @@ def _not_revoked(
     issued = instant(crl.last_update_utc)
     next_update = crl.next_update_utc
     if next_update is not None and next_update < now:
-        return _ok(
+        return Check.passed(
             name,
             f"{where_vi} không bị thu hồi theo CRL ngày {issued}, nhưng CRL đã "
             f"quá hạn cập nhật ({instant(next_update)})",
@@ -693,7 +693,7 @@ def _not_revoked(
             f"date (next update was due {instant(next_update)})",
             warning=True,
         )
-    return _ok(
+    return Check.passed(
         name,
         f"{where_vi} không bị thu hồi (CRL ngày {issued})",
         f"{where_en} is not revoked (CRL of {issued})",
@@ -712,14 +712,14 @@ def _revoked(
     on = instant(entry.revocation_date_utc)
     invalid_since = _invalidity(entry)
     if entry.revocation_date_utc <= signed_at:
-        return _fail(
+        return Check.failed(
             name,
             f"{where_vi} đã bị thu hồi ngày {on} ({reason_vi}), trước khi ký",
             f"{where_en} was revoked on {on} ({reason_en}), before the signing time",
         )
     if invalid_since is not None and invalid_since <= signed_at:
         since = instant(invalid_since)
-        return _fail(
+        return Check.failed(
             name,
             f"{where_vi} bị thu hồi ngày {on} ({reason_vi}) và đã mất hiệu lực từ {since}, "
             f"trước khi ký",
@@ -727,14 +727,14 @@ def _revoked(
             f"before the signing time",
         )
     if reason in COMPROMISE:
-        return _fail(
+        return Check.failed(
             name,
             f"{where_vi} bị thu hồi ngày {on} ({reason_vi}) sau khi ký, nhưng khóa bị lộ nên "
             f"chữ ký trước đó cũng không tin được",
             f"{where_en} was revoked on {on} ({reason_en}) after the signing time; a "
             f"compromised key makes earlier signatures untrustworthy too",
         )
-    return _ok(
+    return Check.passed(
         name,
         f"{where_vi} bị thu hồi ngày {on} ({reason_vi}), sau thời điểm ký: chữ ký vẫn có giá trị",
         f"{where_en} was revoked on {on} ({reason_en}), after the signing time: the signature "
@@ -767,19 +767,19 @@ def _certificate(header: Mapping[str, Any], leaf: x509.Certificate) -> Check:
     name = "certificate"
     kid = header.get("kid")
     if kid is None:
-        return _ok(
+        return Check.passed(
             name,
             "không có kid; chứng thư gắn với chữ ký qua x5c",
             "no kid: the certificate is bound to the signature by x5c alone",
         )
     if kid != thumbprint(leaf):
-        return _fail(
+        return Check.failed(
             name,
             "chứng thư ký trong x5c không phải chứng thư đã ký (kid khác): chứng thư đã bị thay",
             "the signer's certificate in x5c is not the one that signed (kid differs): "
             "the certificate was swapped",
         )
-    return _ok(name, "kid khớp với chứng thư ký", "the kid names the signer's certificate")
+    return Check.passed(name, "kid khớp với chứng thư ký", "the kid names the signer's certificate")
 
 
 class _Registry(jws.JWSRegistry):
@@ -816,17 +816,19 @@ def _content(bundle: Mapping[str, Any], parsed: _Jws, *, bound: bool) -> Check:
         jws.deserialize_compact(parsed.compact, key, registry=_JOSE, payload=content)
     except BadSignatureError:
         if not bound:
-            return _fail(
+            return Check.failed(
                 name,
                 "chữ ký không được tạo bằng khóa của chứng thư trong x5c",
                 "the signature was not made with the key of the certificate in x5c",
             )
-        return _fail(name, "nội dung đã bị thay đổi", "the content was changed since it was signed")
+        return Check.failed(
+            name, "nội dung đã bị thay đổi", "the content was changed since it was signed"
+        )
     except (JoseError, ValueError, TypeError) as error:  # e.g. a crit parameter that is missing
-        return _fail(
+        return Check.failed(
             name, f"không kiểm tra được JWS: {error}", f"the JWS cannot be checked: {error}"
         )
-    return _ok(
+    return Check.passed(
         name, "nội dung không thay đổi kể từ khi ký", "the content is unchanged since it was signed"
     )
 
@@ -836,7 +838,7 @@ def _signature_type(element: Mapping[str, Any], header: Mapping[str, Any]) -> Ch
     stated = _stated_types(element.get("type"))
     signed = _committed_types(header.get("srCms"))
     if signed is None:
-        return _ok(
+        return Check.passed(
             name,
             "loại chữ ký không nằm trong phần được ký (không có srCms)",
             "the signature type is not covered by the signature (no srCms)",
@@ -844,13 +846,13 @@ def _signature_type(element: Mapping[str, Any], header: Mapping[str, Any]) -> Ch
         )
     if stated != signed:
         shown = ", ".join(sorted(stated)) or "—"
-        return _fail(
+        return Check.failed(
             name,
             f"Bundle.signature.type ({shown}) khác loại đã ký ({', '.join(sorted(signed))})",
             f"Bundle.signature.type ({shown}) differs from the signed commitment "
             f"({', '.join(sorted(signed))})",
         )
-    return _ok(
+    return Check.passed(
         name,
         f"loại chữ ký {', '.join(sorted(signed))}",
         f"signature type {', '.join(sorted(signed))}",
@@ -886,20 +888,20 @@ def _signer(element: Mapping[str, Any], leaf: x509.Certificate, expected: Expect
     who = element.get("who")
     reference = who.get("reference") if isinstance(who, Mapping) else None
     if reference != expected.who:
-        return _fail(
+        return Check.failed(
             name,
             f"người ký ghi trong Bundle.signature.who ({reference}) không phải {expected.who}",
             f"Bundle.signature.who ({reference}) is not {expected.who}",
         )
     if leaf not in expected.certificates:
-        return _fail(
+        return Check.failed(
             name,
             f"chứng thư ký ('{_common_name(leaf)}') không phải chứng thư đã "
             f"đăng ký của {expected.who}",
             f"the signing certificate ('{_common_name(leaf)}') is not one registered "
             f"for {expected.who}",
         )
-    return _ok(
+    return Check.passed(
         name,
         f"do {expected.who} ký bằng chứng thư đã đăng ký",
         f"signed by {expected.who} with a registered certificate",

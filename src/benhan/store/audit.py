@@ -163,18 +163,21 @@ def _pats(a: Access) -> set[str]:
     return {f"Patient/{p}" for p in a.patients}
 
 
-def _agent(actor: Actor) -> dict[str, Any]:
-    system = sy.CLIENT if actor.kind == "client" else sy.ACCOUNT
-    who: dict[str, Any]
+def who_of(actor: Actor) -> dict[str, Any]:
+    """The actor as a Reference: its Practitioner (or Patient) when the account is linked to
+    one, else the account or client by its identifier."""
     if actor.practitioner:
-        who = {"reference": actor.practitioner}
-    elif actor.patient:
-        who = {"reference": actor.patient}
-    else:
-        who = {"identifier": {"system": system, "value": actor.account or actor.name}}
+        return {"reference": actor.practitioner}
+    if actor.patient:
+        return {"reference": actor.patient}
+    system = sy.CLIENT if actor.kind == "client" else sy.ACCOUNT
+    return {"identifier": {"system": system, "value": actor.account or actor.name}}
+
+
+def _agent(actor: Actor) -> dict[str, Any]:
     agent: dict[str, Any] = {
         "role": [{"coding": [_coding(sy.ROLE, actor.role.code, actor.role.en)]}],
-        "who": who,
+        "who": who_of(actor),
         "altId": actor.name,
         "requestor": True,
     }

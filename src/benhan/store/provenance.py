@@ -25,6 +25,7 @@ from benhan.fhir import systems as sy
 from benhan.fhir.definitions import Resource
 from benhan.fhir.primitives import split_ref
 from benhan.fhir.searchparams import INDEXED_TYPES, ROW_MAKERS, Row
+from benhan.store.audit import who_of
 from benhan.store.schema import ix_token
 
 if TYPE_CHECKING:
@@ -147,16 +148,9 @@ def provenance(
 def author(actor: Actor, on_behalf_of: dict[str, Any] | None) -> dict[str, Any]:
     """The actor as the author agent: its Practitioner (or Patient) when the account is linked
     to one, else the account or client as the audit trail names it (a Device for machines)."""
-    who: dict[str, Any]
-    if actor.practitioner:
-        who = {"reference": actor.practitioner}
-    elif actor.patient:
-        who = {"reference": actor.patient}
-    else:
-        system = sy.CLIENT if actor.kind == "client" else sy.ACCOUNT
-        who = {"identifier": {"system": system, "value": actor.account or actor.name}}
-        if actor.role.machine:
-            who = {"type": "Device", **who}
+    who = who_of(actor)
+    if "identifier" in who and actor.role.machine:
+        who = {"type": "Device", **who}
     agent: dict[str, Any] = {
         "type": {"coding": [{"system": PARTICIPANT, "code": "author", "display": "Author"}]},
         "who": who,
