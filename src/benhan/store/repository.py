@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 import sqlalchemy as sa
@@ -45,8 +45,14 @@ from benhan.store.schema import (
 from benhan.store.search import SearchRequest, SearchResult, run_search
 
 CHUNK = 500  # rows per IN (...) lookup
+LOCAL_NOT = ("http:", "https:", "urn:", "#")  # references that name no stored resource
 F = TypeVar("F", bound=Callable[..., Any])
 _READS: dict[tuple[object, ...], sa.Select[Any]] = {}  # Repo._read_statement
+_EXISTING: dict[tuple[object, ...], sa.Select[Any]] = {}  # Repo._existing_statement
+# The stored state of one resource, whoever asks (Repo._current checks the owner).
+_CURRENT = sa.select(resource.c.version_id, resource.c.deleted, resource.c.facility).where(
+    resource.c.rtype == sa.bindparam("rtype"), resource.c.id == sa.bindparam("rid")
+)
 
 
 @dataclass(slots=True)
@@ -274,11 +280,7 @@ class Repo:
 
     def _current(self, rtype: str, rid: str) -> tuple[int, bool, str] | None:
         """current_version, and the facility that owns the resource."""
-        row = self.conn.execute(
-            sa.select(resource.c.version_id, resource.c.deleted, resource.c.facility).where(
-                resource.c.rtype == rtype, resource.c.id == rid
-            )
-        ).first()
+        row = self.conn.execute(_CURRENT, {"rtype": rtype, "rid": rid}).first()
         if row is None:
             return None
         if not self.policy.may_write_owner(row.facility):
@@ -314,18 +316,39 @@ class Repo:
             )
 
     def existing(self, refs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of these (type, id) pairs exist, are not deleted, and the caller may see."""
+        """Which of these (type, id) pairs exist, are not deleted, and the caller may see.
+
+        One query per CHUNK pairs, whatever their types: the rows of any of the types with any
+        of the ids, kept where the pair was asked for (ids are UUIDs: few extra rows if any)."""
+        wanted = set(refs)
         found: set[tuple[str, str]] = set()
-        for rtype, ids in by_type(set(refs)).items():
-            for i in range(0, len(ids), CHUNK):
-                q = sa.select(resource.c.id).where(
-                    resource.c.rtype == rtype,
-                    resource.c.id.in_(ids[i : i + CHUNK]),
-                    resource.c.deleted.is_(False),
-                    *self.only_visible(resource, rtype),
-                )
-                found.update((rtype, r) for r in self.conn.scalars(q))
+        pairs = sorted(wanted)
+        for i in range(0, len(pairs), CHUNK):
+            types = _padded(sorted({t for t, _ in pairs[i : i + CHUNK]}))
+            ids = _padded([r for _, r in pairs[i : i + CHUNK]])
+            rows = self.conn.execute(self._existing_statement(), {"types": types, "ids": ids})
+            found.update(pair for rtype, rid in rows if (pair := (rtype, rid)) in wanted)
         return found
+
+    def _existing_statement(self) -> sa.Select[Any]:
+        """existing()'s lookup for this actor, built once (see _read_statement): a statement
+        per document's set of types cost more to build and compile than to run."""
+        key = (self.policy.key, self.conn.dialect.name)
+        stmt = _EXISTING.get(key)
+        if stmt is None:
+            stmt = cast(
+                "sa.Select[Any]",  # its columns are of the Key type, which mypy reads as Never
+                sa.select(resource.c.rtype, resource.c.id).where(
+                    resource.c.rtype.in_(sa.bindparam("types", expanding=True)),
+                    resource.c.id.in_(sa.bindparam("ids", expanding=True)),
+                    resource.c.deleted.is_(False),
+                    *self.only_visible(resource),
+                ),
+            )
+            if len(_EXISTING) >= 4096:
+                _EXISTING.clear()
+            _EXISTING[key] = stmt
+        return stmt
 
     # ---- writes ------------------------------------------------------------------------
 
@@ -510,30 +533,32 @@ class Repo:
     ) -> None:
         """Local references must point at stored (or same-transaction) resources: else 422.
 
-        items are (resource, path prefix for messages); one lookup per type for all of them.
+        items are (resource, path prefix for messages); one lookup for all of them.
         """
-        wanted: dict[tuple[str, str], str] = {}
+        wanted = {
+            parts
+            for res, _prefix in items
+            for ref in reference_values(res)
+            if not ref.startswith(LOCAL_NOT) and (parts := split_ref(ref)) and parts not in known
+        }
+        missing = wanted - self.existing(wanted) if wanted else set()
+        if not missing:
+            return
+        where: dict[tuple[str, str], str] = {}  # each missing target's first path
         for res, prefix in items:
             for path, ref in references(res, prefix):
-                if ref.startswith(("http:", "https:", "urn:", "#")):
-                    continue
-                parts = split_ref(ref)
-                if parts and parts not in known:
-                    wanted.setdefault(parts, path)
-        if not wanted:
-            return
-        missing = set(wanted) - self.existing(wanted)
-        if missing:
-            raise unprocessable(
-                [
-                    Issue(
-                        "not-found",
-                        f"Tham chiếu không tồn tại / reference target not found: {t}/{i}",
-                        wanted[(t, i)],
-                    )
-                    for t, i in sorted(missing)
-                ]
-            )
+                if not ref.startswith(LOCAL_NOT) and (parts := split_ref(ref)) in missing:
+                    where.setdefault(parts, path)
+        raise unprocessable(
+            [
+                Issue(
+                    "not-found",
+                    f"Tham chiếu không tồn tại / reference target not found: {t}/{i}",
+                    where[(t, i)],
+                )
+                for t, i in sorted(missing)
+            ]
+        )
 
 
 def store_writes(conn: sa.Connection, writes: list[Write], facility: str) -> list[Saved]:
@@ -700,6 +725,14 @@ def prepare_write(
     return Write(res, method, version, created, content, index, _patient_key(res, index), facility)
 
 
+def _padded(ids: list[str]) -> list[str]:
+    """ids repeated up to a power of two in length, so that an IN list has few distinct SQL
+    texts: SQLite prepares each text once per connection (preparing the visibility rule costs
+    some fifty times more than running it)."""
+    size = 1 << (len(ids) - 1).bit_length()
+    return ids + [ids[-1]] * (size - len(ids))
+
+
 def by_type(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for rtype, rid in keys:
@@ -718,6 +751,23 @@ def references(node: Any, path: str) -> Iterator[tuple[str, str]]:
     elif isinstance(node, list):
         for i, v in enumerate(node):
             yield from references(v, f"{path}[{i}]")
+
+
+def reference_values(node: Any, out: list[str] | None = None) -> list[str]:
+    """Every Reference.reference in a resource, as references() finds them, without building
+    their paths (a document Bundle has thousands of nodes; paths are for error messages)."""
+    out = [] if out is None else out
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "reference" and isinstance(v, str):
+                out.append(v)
+            elif isinstance(v, dict | list) and k != "contained":
+                reference_values(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            if isinstance(v, dict | list):
+                reference_values(v, out)
+    return out
 
 
 def _patient_key(res: Resource, rows: dict[str, list[dict[str, Any]]]) -> str | None:
