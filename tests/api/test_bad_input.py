@@ -64,6 +64,37 @@ def test_wrong_resource_type_for_url(client: TestClient) -> None:
             {"resourceType": "Patient", "gender": "x", "birthDate": "2021-02-29", "foo": 1},
             {"Patient.gender", "Patient.birthDate", "Patient.foo"},
         ),
+        (
+            {
+                "resourceType": "Patient",
+                "id": "p",
+                "contained": [
+                    {
+                        "resourceType": "Observation",
+                        "id": "o",
+                        "status": "done",
+                        "code": {"text": "Mạch"},
+                    }
+                ],
+            },
+            {"Patient.contained[0].status"},
+        ),
+        (
+            {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [
+                    {
+                        "resource": {
+                            "resourceType": "Encounter",
+                            "status": "open",
+                            "class": {"code": "AMB"},
+                        }
+                    }
+                ],
+            },
+            {"Bundle.entry[0].resource.status"},
+        ),
     ],
     ids=[
         "unknown-element",
@@ -74,6 +105,8 @@ def test_wrong_resource_type_for_url(client: TestClient) -> None:
         "enc-status-binding",
         "required-missing",
         "every-problem",
+        "binding-in-contained",
+        "binding-in-bundle-entry",
     ],
 )
 def test_invalid_resources(client: TestClient, resource: dict[str, Any], paths: set[str]) -> None:

@@ -72,7 +72,8 @@ def _bound_keys(type_name: str) -> dict[str, tuple[str, str, bool]]:
     out = {}
     for name, (types, *_rest) in element_types().get(type_name, {}).items():
         bound = f"{type_name}.{name}" in required_bindings()
-        if not (bound or any(_reaches_binding(t) for t in types)):
+        # A resource inside this one (contained, Bundle.entry.resource) has bindings of its own.
+        if not (bound or "Resource" in types or any(_reaches_binding(t) for t in types)):
             continue
         if name.endswith("[x]"):
             for t in types:
@@ -105,10 +106,15 @@ def _bindings(node: dict[str, Any], type_name: str, path: str) -> list[Issue]:
         name, t, bound = spec
         many = isinstance(values, list)
         for i, v in enumerate(values if many else (values,)):
+            at = f"{path}.{key}[{i}]" if many else f"{path}.{key}"
             if bound and t in CODED:
                 issues.extend(_coded(v, t, f"{type_name}.{name}", f"{path}.{key}", i, many))
-            elif isinstance(v, dict) and t not in ("Extension", "Resource"):
-                issues.extend(_bindings(v, t, f"{path}.{key}[{i}]" if many else f"{path}.{key}"))
+            elif isinstance(v, dict) and t == "Resource":
+                inner = v.get("resourceType")
+                if isinstance(inner, str) and inner in resource_types():
+                    issues.extend(_bindings(v, inner, at))
+            elif isinstance(v, dict) and t != "Extension":
+                issues.extend(_bindings(v, t, at))
     return issues
 
 
