@@ -116,6 +116,11 @@ def test_a_drawn_signature_confirms_a_prescription(store: Store, signed: tuple[s
     assert [a["who"]["reference"] for a in p["agent"]] == [patient, author]
     assert p["agent"][0]["type"]["coding"][0]["code"] == "informant"
     assert p["agent"][1]["onBehalfOf"]["reference"].startswith("Organization/")
+    with store.read() as conn:  # in the patient's compartment, though it targets a Bundle
+        key = conn.execute(
+            sa.select(resource.c.patient_key).where(resource.c.id == saved.id)
+        ).scalar_one()
+    assert f"Patient/{key}" == patient
 
 
 def test_a_verbal_confirmation_is_witnessed_by_the_staff_member(

@@ -46,7 +46,7 @@ from benhan.signing.documents import KIND_OF, Kind
 from benhan.signing.signers import Signer
 from benhan.signing.verify import Verification
 from benhan.store import provenance
-from benhan.store.repository import Repo, Saved
+from benhan.store.repository import Repo, Saved, new_id
 
 # The papers a patient confirms receiving (TT 13/2025 Art 3, 6: the facility's regulation).
 RECEIPT_KINDS: Final[frozenset[str]] = frozenset({"discharge", "prescription"})
@@ -313,7 +313,11 @@ def confirm_receipt(
         element = _witnessed(staff, at)
     else:
         element = _digital(repo, doc, signature)
-    return repo.create(_provenance(doc, staff, element, check, at))
+    made = repo.prepare({**_provenance(doc, staff, element, check, at), "id": new_id()}, "POST")
+    # In the document's patient's compartment (R4 puts a Provenance there only by a Patient
+    # target), so the patient's record, $everything and the access rules include it.
+    made.patient_key = doc.patient.removeprefix("Patient/")
+    return repo.flush([made])[0]
 
 
 def _receivable(repo: Repo, doc: _Doc, patient: str | None) -> None:
