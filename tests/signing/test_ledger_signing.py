@@ -211,7 +211,9 @@ def test_many_chains_without_certificates_are_logged_in_one_line(
     with caplog.at_level(logging.WARNING, logger="benhan.ledger"):
         assert Checkpointer(store, Schedule(1, 0)).step() == []
     (line,) = [r.getMessage() for r in caplog.records]
-    assert line.startswith(f"ledger: no checkpoint for 5 facilities ({', '.join(uncertified)})")
+    first = ", ".join(uncertified[:3])  # the line stays short however many chains a hub holds
+    assert line.startswith(f"ledger: no checkpoint for 5 facilities ({first}…)")
+    assert uncertified[3] not in line
     assert "no certificate was ever issued" in line
 
 

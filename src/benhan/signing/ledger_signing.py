@@ -167,8 +167,9 @@ class Checkpointer:
         self.failing.update((f, (r, moment + RETRY)) for f, r in failed.items())
         if len(new) > LOGGED_APART:
             facility, reason = next(iter(new.items()))
-            log.warning("ledger: no checkpoint for %d facilities (%s), e.g. %r: %s",
-                        len(new), ", ".join(new), facility, reason)  # fmt: skip
+            named = ", ".join(list(new)[:LOGGED_APART])  # a hub holds hundreds of chains
+            log.warning("ledger: no checkpoint for %d facilities (%s…), e.g. %r: %s",
+                        len(new), named, facility, reason)  # fmt: skip
             return
         for facility, reason in new.items():
             log.warning("ledger: no checkpoint for facility %r: %s", facility, reason)
