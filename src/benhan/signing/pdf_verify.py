@@ -369,9 +369,7 @@ def _revoked_since(
     try:
         _path(sig, trust.context(now, revocation=True))
     except RevokedError as err:
-        if err.revocation_dt > signed_at:
-            return _revoked(err, before=False)
-        return _revoked(err, before=True)
+        return _revoked(err, before=err.revocation_dt <= signed_at)
     except (ValidationError, PathBuildingError, PathValidationError):
         pass
     return Check.passed(
